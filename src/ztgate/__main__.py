@@ -1,0 +1,3 @@
+from ztgate.cli.main import main
+
+main()

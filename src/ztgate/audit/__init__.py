@@ -1,0 +1,1 @@
+"""What happened: the record every request leaves."""

@@ -1,0 +1,49 @@
+"""The record stage's first sink: one structured log line per request, never a secret or body."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ztgate.context import RequestContext
+
+log = logging.getLogger("ztgate.access")
+
+
+def _ms(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else round((end - start) * 1000, 3)
+
+
+class AccessLog:
+    async def request_started(self, ctx: RequestContext) -> None:
+        return None
+
+    async def request_finished(self, ctx: RequestContext) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        identity = ctx.identity
+        now = time.perf_counter()
+        log.info(
+            "request",
+            extra={
+                "event": "request",
+                "request_id": ctx.request_id,
+                "issuer": identity.issuer_name if identity else None,
+                "subject": identity.subject if identity else None,
+                "method": ctx.method,
+                "path": ctx.path,
+                "endpoint": ctx.route.endpoint.value if ctx.route else None,
+                "model": ctx.model,
+                "stream": ctx.streaming,
+                "status": ctx.status,
+                "error_type": ctx.error_type,
+                "decision": ctx.decision.effect.value if ctx.decision else None,
+                "upstream_status": ctx.upstream_status,
+                "upstream_request_id": ctx.upstream_request_id,
+                "upstream_ms": _ms(ctx.upstream_started, ctx.upstream_first_byte),
+                "total_ms": _ms(ctx.started, now),
+                "bytes_in": ctx.bytes_in,
+                "bytes_out": ctx.bytes_out,
+                "stream_end": ctx.stream_end.value if ctx.stream_end else None,
+            },
+        )

@@ -1,0 +1,1 @@
+"""The ``ztgate`` command line."""

@@ -1,0 +1,153 @@
+"""``ztgate demo``: a dev issuer, the upstream simulator and the gateway, and a short tour."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+import aiohttp
+import click
+
+from ztgate.logs import configure_logging
+
+if TYPE_CHECKING:
+    import anthropic
+
+    from ztgate.devtools.stack import LocalStack
+
+DEMO_MODEL = "claude-sonnet-5-5"
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Exit after the tour instead of serving on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8787,
+    show_default=True,
+    help="Port for the gateway (0 picks a free one).",
+)
+@click.option(
+    "--access-log/--no-access-log", default=False, help="Print the gateway's JSON access log."
+)
+def demo(once: bool, port: int, access_log: bool) -> None:
+    """Start a local issuer, an upstream simulator and the gateway, then tour them."""
+    try:
+        import anthropic  # noqa: F401
+    except ImportError:
+        raise click.ClickException(
+            "the demo drives the gateway with the anthropic SDK: pip install 'ztgate[demo]'"
+        ) from None
+    configure_logging("info" if access_log else "warning")
+    try:
+        asyncio.run(_demo(once, port))
+    except KeyboardInterrupt:
+        click.echo("\nstopped.")
+    except OSError as exc:
+        raise click.ClickException(f"cannot start the demo: {exc}") from None
+
+
+async def _demo(once: bool, port: int) -> None:
+    from ztgate.devtools.stack import LocalStack  # development tooling: loaded only for the demo
+
+    stack = await LocalStack.start(listen=f"127.0.0.1:{port}")
+    try:
+        await _tour(stack)
+        _instructions(stack)
+        if not once:
+            click.echo("\nServing until Ctrl-C.")
+            await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await stack.stop()
+
+
+def _step(title: str) -> None:
+    click.secho(f"\n== {title}", bold=True)
+
+
+async def _tour(stack: LocalStack) -> None:
+    import anthropic
+
+    click.secho("ztgate demo", bold=True)
+    click.echo(f"  gateway    {stack.gateway_url}")
+    click.echo(f"  issuer     {stack.issuer.base_url}  (local OIDC issuer, ES256)")
+    click.echo(f"  upstream   {stack.simulator.base_url}  (Claude API simulator)")
+    token = stack.token("demo/alice")
+    async with anthropic.AsyncAnthropic(
+        base_url=stack.gateway_url, auth_token=token, max_retries=0
+    ) as client:
+        await _calls(client)
+    await _refusals(stack)
+    _upstream_view(stack, token)
+
+
+async def _calls(client: anthropic.AsyncAnthropic) -> None:
+    _step("1. A call with a short-lived token from the issuer")
+    message = await client.messages.create(
+        model=DEMO_MODEL,
+        max_tokens=256,
+        messages=[{"role": "user", "content": "Hello through ztgate!"}],
+    )
+    click.echo(f"  reply: {message.content[0].text!r}")  # type: ignore[union-attr]
+    click.echo(f"  usage: {message.usage.input_tokens} in, {message.usage.output_tokens} out")
+
+    _step("2. A streamed call: events relayed as they arrive")
+    click.echo("  ", nl=False)
+    async with client.messages.stream(
+        model=DEMO_MODEL,
+        max_tokens=256,
+        messages=[{"role": "user", "content": "Stream a short answer, please."}],
+    ) as stream:
+        async for text in stream.text_stream:
+            click.echo(text, nl=False)
+    click.echo()
+
+
+async def _refusals(stack: LocalStack) -> None:
+    import anthropic
+
+    _step("3. Calls without a valid token are refused")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{stack.gateway_url}/v1/messages", json={}) as response,
+    ):
+        body = await response.json()
+        click.echo(f"  no token      -> {response.status} {body['error']['message']}")
+    unsigned = "eyJhbGciOiJub25lIn0.e30."  # alg "none": the oldest JWT forgery there is
+    async with anthropic.AsyncAnthropic(
+        base_url=stack.gateway_url, auth_token=unsigned, max_retries=0
+    ) as forged:
+        try:
+            await forged.models.list()
+        except anthropic.AuthenticationError as exc:
+            error = exc.body["error"]["message"]  # type: ignore[index]
+            click.echo(f"  forged token  -> {exc.status_code} {error}")
+
+
+def _upstream_view(stack: LocalStack, token: str) -> None:
+    from ztgate.devtools.stack import SIMULATOR_KEY
+
+    _step("4. What the upstream saw")
+    seen = [r for r in stack.simulator.received if r.path.startswith("/v1/messages")]
+    keys = {r.headers.get("x-api-key") for r in seen}
+    leaked = any(token in " ".join(r.headers.values()) for r in seen)
+    click.echo(f"  {len(seen)} requests, all with the gateway's own key: {keys == {SIMULATOR_KEY}}")
+    click.echo(f"  caller's token forwarded upstream: {leaked}")
+
+
+def _instructions(stack: LocalStack) -> None:
+    token = stack.token("demo/you", ttl=3600)
+    _step("Try it yourself")
+    click.echo(f"  base URL: {stack.gateway_url}")
+    click.echo(f"  token (valid 1 h): {token}")
+    click.echo("\n  Python SDK:")
+    click.echo(f"    export ANTHROPIC_BASE_URL={stack.gateway_url}")
+    click.echo(f"    export ANTHROPIC_AUTH_TOKEN={token}")
+    click.echo('    python -c "import anthropic; print(anthropic.Anthropic().models.list())"')
+    click.echo("\n  Claude Code:")
+    click.echo(f"    ANTHROPIC_BASE_URL={stack.gateway_url} ANTHROPIC_AUTH_TOKEN={token} \\")
+    click.echo("    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 claude -p 'hello'")
+    click.echo("\n  A fresh token for any subject:")
+    click.echo(f"    curl -s -X POST -d subject=demo/bob {stack.issuer.base_url}/token")

@@ -1,0 +1,69 @@
+"""``ztgate``: the command group. Only the CLI exits; everything below it raises."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ztgate import __version__
+from ztgate.cli.demo import demo
+from ztgate.config import ConfigError, GatewayConfig, load_config
+from ztgate.datapath.app import CONFIG_ENV
+from ztgate.logs import configure_logging
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=CONFIG_ENV,
+    help=f"Path to the YAML config file (or set {CONFIG_ENV}).",
+)
+
+
+def load_or_exit(config_path: Path | None) -> GatewayConfig:
+    """Load the config for a command, or exit 2 with a message that names the bad key."""
+    if config_path is None:
+        click.echo(
+            f"ztgate: no config file: pass --config PATH or set {CONFIG_ENV} "
+            "(see docs/configuration.md)",
+            err=True,
+        )
+        sys.exit(2)
+    try:
+        return load_config(config_path, os.environ)
+    except ConfigError as exc:
+        click.echo(f"ztgate: refusing to start: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ztgate")
+def cli() -> None:
+    """ztgate: a zero-trust gateway for the Claude API."""
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes sharing the port (default: server.workers from the config).",
+)
+def serve(config_path: Path | None, workers: int | None) -> None:
+    """Run the gateway until SIGINT or SIGTERM."""
+    from ztgate.datapath.server import serve as run_server
+
+    config = load_or_exit(config_path)
+    configure_logging(config.logging.level)
+    run_server(config, config_path, workers or config.server.workers)
+
+
+cli.add_command(demo)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,191 @@
+"""The configuration's shape. Unknown keys are errors: a typo must never disable a check."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from ztgate.config.units import Duration, Size
+
+# RFC 8725: symmetric and unsigned algorithms cannot prove who minted a token for a verifier
+# that holds only public keys, so they are refused when the config loads.
+SUPPORTED_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+DEFAULT_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _require_url(value: str, *, https_unless_loopback: bool) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    if https_unless_loopback and parts.scheme != "https" and not is_loopback_host(parts.hostname):
+        raise ValueError(f"{value!r} must use https (plain http is accepted only on loopback)")
+    return value.rstrip("/")
+
+
+class UpstreamConfig(_Strict):
+    url: str = "https://api.anthropic.com"
+    api_key: SecretStr
+    timeout: Duration = 600.0
+    connect_timeout: Duration = 10.0
+    max_connections: int = Field(default=256, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _require_url(value, https_unless_loopback=True)
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("the upstream API key is empty")
+        return value
+
+
+class IssuerConfig(_Strict):
+    name: str
+    issuer: str
+    audiences: list[str] = Field(min_length=1)
+    jwks_uri: str | None = None
+    jwks_file: str | None = None
+    algorithms: list[str] = Field(default_factory=lambda: list(DEFAULT_ALGORITHMS), min_length=1)
+    clock_skew: Duration = 60.0
+    max_token_lifetime: Duration = 3600.0
+    key_refresh_interval: Duration = 600.0
+    key_refetch_min_interval: Duration = 30.0
+    key_max_staleness: Duration = 86400.0
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("use lower-case letters, digits, '-' or '_' (at most 63)")
+        return value
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        # The issuer is compared to `iss` exactly, so keep it as written (no slash stripping).
+        _require_url(value, https_unless_loopback=True)
+        return value
+
+    @field_validator("jwks_uri")
+    @classmethod
+    def _jwks_uri(cls, value: str | None) -> str | None:
+        return None if value is None else _require_url(value, https_unless_loopback=True)
+
+    @field_validator("audiences")
+    @classmethod
+    def _audiences(cls, value: list[str]) -> list[str]:
+        if any(not a.strip() for a in value):
+            raise ValueError("an audience cannot be empty")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, value: list[str]) -> list[str]:
+        for alg in value:
+            if alg.lower() == "none" or alg.upper().startswith("HS"):
+                raise ValueError(
+                    f"{alg} is refused: unsigned and shared-secret tokens cannot prove identity"
+                )
+            if alg not in SUPPORTED_ALGORITHMS:
+                raise ValueError(f"{alg} is not supported; use {sorted(SUPPORTED_ALGORITHMS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> IssuerConfig:
+        if self.jwks_uri and self.jwks_file:
+            raise ValueError("set jwks_uri or jwks_file, not both")
+        return self
+
+
+class IdentityConfig(_Strict):
+    issuers: list[IssuerConfig] = Field(default_factory=list)
+    max_token_bytes: Size = 16384
+    token_cache_size: int = Field(default=100_000, ge=0)
+
+    @model_validator(mode="after")
+    def _unique(self) -> IdentityConfig:
+        for attr in ("name", "issuer"):
+            seen: set[str] = set()
+            for issuer in self.issuers:
+                value = getattr(issuer, attr)
+                if value in seen:
+                    raise ValueError(f"two issuers share the {attr} {value!r}")
+                seen.add(value)
+        return self
+
+
+class StoreConfig(_Strict):
+    url: str = "sqlite:///.ztgate/ztgate.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("use sqlite:///PATH or postgresql://USER@HOST/DB")
+        return value
+
+
+class ServerConfig(_Strict):
+    workers: int = Field(default=1, ge=1, le=64)
+    public_url: str | None = None
+    graceful_shutdown: Duration = 30.0
+    max_json_body: Size = 32 * 1024**2
+    max_upload_body: Size = 500 * 1024**2
+    max_response_body: Size = 64 * 1024**2
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None else _require_url(value, https_unless_loopback=False)
+
+
+class LoggingConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class GatewayConfig(_Strict):
+    listen: str = "127.0.0.1:8787"
+    upstream: UpstreamConfig
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("use HOST:PORT, for example 127.0.0.1:8787")
+        return value
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])

@@ -1,0 +1,94 @@
+"""The one object a request carries through every stage, and the plain types it is made of."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ztgate.identity.principal import Identity
+from ztgate.policy.decision import Decision
+from ztgate.types import Headers
+
+
+class Endpoint(StrEnum):
+    """Endpoint classes: the unit that policy names."""
+
+    MESSAGES = "messages"
+    COUNT_TOKENS = "count_tokens"
+    MODELS = "models"
+    BATCHES = "batches"
+    FILES = "files"
+    SKILLS = "skills"
+
+
+class Body(StrEnum):
+    """How a route's request body is handled."""
+
+    JSON = "json"  # read whole (bounded), parsed, inspected
+    OPAQUE = "opaque"  # read whole (bounded), forwarded as is; normally empty
+    UPLOAD = "upload"  # multipart, streamed upstream under its own bound
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    endpoint: Endpoint
+    action: str
+    body: Body
+
+
+class StreamEnd(StrEnum):
+    """How a streamed response ended, for the log and the audit record."""
+
+    COMPLETE = "complete"
+    UPSTREAM_ERROR_EVENT = "upstream_error_event"
+    UPSTREAM_BROKEN = "upstream_broken"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_INCOMPLETE = "upstream_incomplete"
+    CLIENT_DISCONNECTED = "client_disconnected"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Everything known about one request, filled in stage by stage, never holding a secret."""
+
+    request_id: str
+    method: str
+    path: str
+    query_string: bytes
+    headers: Headers
+    client: str | None
+    base_url: str
+    received_at: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+    route: Route | None = None
+    identity: Identity | None = None
+    body: bytes = b""
+    payload: dict[str, Any] | None = None
+    payload_changed: bool = False
+    decision: Decision | None = None
+    status: int | None = None
+    error_type: str | None = None
+    upstream_status: int | None = None
+    upstream_request_id: str | None = None
+    upstream_started: float | None = None
+    upstream_first_byte: float | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    stream_end: StreamEnd | None = None
+
+    @property
+    def model(self) -> str | None:
+        model = self.payload.get("model") if self.payload else None
+        return model if isinstance(model, str) else None
+
+    @property
+    def streaming(self) -> bool:
+        return bool(self.payload and self.payload.get("stream") is True)
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None

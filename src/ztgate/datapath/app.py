@@ -1,0 +1,148 @@
+"""The ASGI application: lifespan, health endpoints, and the pipeline for ``/v1``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from ztgate.audit.access_log import AccessLog
+from ztgate.config import GatewayConfig, load_config
+from ztgate.context import RequestContext
+from ztgate.datapath.pipeline import Pipeline, Stages
+from ztgate.datapath.responses import Responder
+from ztgate.datapath.upstream import UpstreamClient
+from ztgate.errors import NotFound
+from ztgate.identity.verifier import TokenVerifier
+from ztgate.inspection.passthrough import PassThroughInspector
+from ztgate.policy.passthrough import AllowVerifiedCallers
+from ztgate.review.unavailable import ReviewUnavailable
+from ztgate.types import Message, Receive, Scope, Send
+
+log = logging.getLogger("ztgate")
+
+CONFIG_ENV = "ZTGATE_CONFIG"
+
+
+@dataclass
+class _Runtime:
+    http: aiohttp.ClientSession
+    verifier: TokenVerifier
+    upstream: UpstreamClient
+    pipeline: Pipeline
+
+
+class Gateway:
+    """ztgate as an ASGI app. Heavy state is built in lifespan start-up, inside the event loop."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self._runtime: _Runtime | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = RequestContext(
+            request_id="req_ztg_" + os.urandom(12).hex(),
+            method=scope["method"],
+            path=scope["path"],
+            query_string=scope["query_string"],
+            headers=scope["headers"],
+            client=scope["client"][0] if scope.get("client") else None,
+            base_url=self._base_url(scope),
+        )
+        runtime = self._runtime
+        if runtime is None:
+            raise RuntimeError("lifespan start-up has not run")
+        path = scope["path"]
+        if (path.startswith("/v1/") or path == "/v1") and b"%" not in scope.get("raw_path", b""):
+            await runtime.pipeline.handle(ctx, receive, send)
+        elif path == "/healthz":
+            await _json(send, ctx, 200, {"status": "alive"})
+        elif path == "/readyz":
+            ready = runtime.verifier.ready
+            report = {
+                "status": "ready" if ready else "not ready",
+                "issuers": runtime.verifier.status(),
+            }
+            await _json(send, ctx, 200 if ready else 503, report)
+        else:
+            await Responder(send, ctx).error(NotFound(f"{path} is not served by this gateway"))
+
+    def _base_url(self, scope: Scope) -> str:
+        if self.config.server.public_url:
+            return self.config.server.public_url
+        host = next((v for k, v in scope["headers"] if k == b"host"), None)
+        if host is None:
+            server = scope.get("server") or (self.config.listen_host, self.config.listen_port)
+            return f"{scope['scheme']}://{server[0]}:{server[1]}"
+        return f"{scope['scheme']}://{host.decode('latin-1')}"
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        http = aiohttp.ClientSession()
+        verifier = TokenVerifier.from_config(self.config.identity, http)
+        upstream = UpstreamClient(self.config.upstream)
+        await upstream.start()
+        await verifier.start()
+        stages = Stages(
+            authenticator=verifier,
+            inspector=PassThroughInspector(),
+            decider=AllowVerifiedCallers(),
+            reviewer=ReviewUnavailable(),
+            recorder=AccessLog(),
+        )
+        pipeline = Pipeline(stages, upstream, self.config.server)
+        self._runtime = _Runtime(http, verifier, upstream, pipeline)
+        log.info(
+            "ztgate started",
+            extra={
+                "event": "started",
+                "listen": self.config.listen,
+                "upstream": self.config.upstream.url,
+                "issuers": verifier.status(),
+            },
+        )
+
+    async def shutdown(self) -> None:
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            await runtime.verifier.close()
+            await runtime.upstream.close()
+            await runtime.http.close()
+
+
+async def _json(send: Send, ctx: RequestContext, status: int, document: object) -> None:
+    await Responder(send, ctx).whole(
+        status, [(b"content-type", b"application/json")], orjson.dumps(document)
+    )
+
+
+def create_app() -> Gateway:
+    """Factory for ``uvicorn --factory`` and ``--workers``: the config path comes from the env."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise RuntimeError(f"{CONFIG_ENV} is not set")
+    return Gateway(load_config(path))

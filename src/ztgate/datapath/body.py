@@ -1,0 +1,76 @@
+"""Reading the caller's body under a size bound, whole or as a stream for uploads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from ztgate.errors import InvalidRequest, RequestTooLarge
+from ztgate.types import Headers, Receive
+
+
+class ClientDisconnected(Exception):
+    """The caller went away; there is nobody left to answer."""
+
+
+def declared_length(headers: Headers, limit: int) -> int | None:
+    """The ``content-length`` if any, refusing an oversized body before reading a byte."""
+    for name, value in headers:
+        if name == b"content-length":
+            if not value.isdigit():
+                raise InvalidRequest("content-length is not a number")
+            length = int(value)
+            if length > limit:
+                raise RequestTooLarge(_too_large(limit))
+            return length
+    return None
+
+
+def _too_large(limit: int) -> str:
+    return f"request body exceeds this gateway's limit of {limit} bytes"
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(_too_large(limit))
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+class BodyStream:
+    """An upload relayed upstream chunk by chunk; remembers why it stopped early, if it did."""
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self._limit = limit
+        self.size = 0
+        self.error: Exception | None = None
+        self.done = asyncio.Event()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                message = await self._receive()
+                if message["type"] == "http.disconnect":
+                    self.error = ClientDisconnected()
+                    raise self.error
+                chunk = message.get("body", b"")
+                self.size += len(chunk)
+                if self.size > self._limit:
+                    self.error = RequestTooLarge(_too_large(self._limit))
+                    raise self.error
+                if chunk:
+                    yield chunk
+                if not message.get("more_body", False):
+                    return
+        finally:
+            self.done.set()

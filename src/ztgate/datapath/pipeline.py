@@ -1,0 +1,183 @@
+"""The request's path through ztgate, in order, in one place.
+
+::
+
+    authenticate -> route -> parse -> inspect -> decide -> review -> transform
+        -> record (started) -> forward -> relay (response filter) -> record (finished)
+
+Every stage reads and fills one :class:`RequestContext`; any stage can end the request by
+raising a :class:`GatewayError`, which becomes an Anthropic-shaped answer in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from ztgate.config.model import ServerConfig
+from ztgate.context import Body, RequestContext, StreamEnd
+from ztgate.datapath.body import BodyStream, ClientDisconnected, declared_length, read_body
+from ztgate.datapath.headers import upstream_request_headers
+from ztgate.datapath.relay import relay_json, relay_raw, relay_stream
+from ztgate.datapath.responses import Responder
+from ztgate.datapath.routes import match_route
+from ztgate.datapath.upstream import UpstreamClient
+from ztgate.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
+from ztgate.identity.credentials import extract_credential
+from ztgate.policy.decision import Effect
+from ztgate.stages import Authenticator, Decider, Inspector, Recorder, Reviewer
+from ztgate.types import Receive, Send
+
+log = logging.getLogger("ztgate.datapath")
+
+
+@dataclass(frozen=True, slots=True)
+class Stages:
+    authenticator: Authenticator
+    inspector: Inspector
+    decider: Decider
+    reviewer: Reviewer
+    recorder: Recorder
+
+
+class Pipeline:
+    def __init__(self, stages: Stages, upstream: UpstreamClient, server: ServerConfig) -> None:
+        self._stages = stages
+        self._upstream = upstream
+        self._server = server
+
+    async def handle(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
+        responder = Responder(send, ctx)
+        try:
+            ctx.identity = await self._stages.authenticator.verify(extract_credential(ctx.headers))
+            ctx.route = match_route(ctx.method, ctx.path)
+            if ctx.route is None:
+                raise NotFound(f"{ctx.method} {ctx.path} is not an endpoint this gateway serves")
+            body = await self._parse(ctx, receive)
+            self._stages.inspector.inspect_request(ctx)
+            self._decide(ctx)
+            await self._stages.reviewer.hold(ctx)
+            headers = self._transform(ctx, body)
+            await self._stages.recorder.request_started(ctx)
+            done = body.done if isinstance(body, BodyStream) else None
+            await _until_disconnect(
+                ctx, receive, done, self._forward_and_relay(ctx, headers, body, responder)
+            )
+        except GatewayError as exc:
+            await responder.error(exc)
+        except ClientDisconnected:
+            ctx.stream_end = StreamEnd.CLIENT_DISCONNECTED
+        finally:
+            await self._stages.recorder.request_finished(ctx)
+
+    async def _parse(self, ctx: RequestContext, receive: Receive) -> bytes | BodyStream:
+        assert ctx.route is not None
+        if ctx.route.body is Body.UPLOAD:
+            declared_length(ctx.headers, self._server.max_upload_body)
+            return BodyStream(receive, self._server.max_upload_body)
+        declared_length(ctx.headers, self._server.max_json_body)
+        ctx.body = await read_body(receive, self._server.max_json_body)
+        ctx.bytes_in = len(ctx.body)
+        if ctx.route.body is Body.JSON:
+            try:
+                payload = orjson.loads(ctx.body)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidRequest(f"request body is not valid JSON: {exc.msg}") from None
+            if not isinstance(payload, dict):
+                raise InvalidRequest("request body must be a JSON object")
+            ctx.payload = payload
+        return ctx.body
+
+    def _decide(self, ctx: RequestContext) -> None:
+        ctx.decision = decision = self._stages.decider.decide(ctx)
+        if decision.effect is Effect.DENY:
+            rule = f" (rule {decision.rule_ids[0]})" if decision.rule_ids else ""
+            raise PermissionDenied(f"denied by policy{rule}: {decision.reason}")
+
+    def _transform(self, ctx: RequestContext, body: bytes | BodyStream) -> dict[str, str]:
+        headers = upstream_request_headers(ctx.headers, self._upstream.api_key)
+        if isinstance(body, BodyStream):
+            length = ctx.header(b"content-length")
+            if length is not None:
+                headers["content-length"] = length.decode()
+        elif ctx.payload_changed and ctx.payload is not None:
+            ctx.body = orjson.dumps(ctx.payload)
+        return headers
+
+    async def _forward_and_relay(
+        self,
+        ctx: RequestContext,
+        headers: dict[str, str],
+        body: bytes | BodyStream,
+        responder: Responder,
+    ) -> None:
+        target = ctx.path + (f"?{ctx.query_string.decode('latin-1')}" if ctx.query_string else "")
+        data = body.chunks() if isinstance(body, BodyStream) else ctx.body
+        ctx.upstream_started = time.perf_counter()
+        try:
+            response = await self._upstream.open(ctx.method, target, headers, data)
+        except GatewayError:
+            if isinstance(body, BodyStream) and body.error is not None:
+                raise body.error from None
+            raise
+        if isinstance(body, BodyStream):
+            ctx.bytes_in = body.size
+        ctx.upstream_first_byte = time.perf_counter()
+        ctx.upstream_status = response.status
+        ctx.upstream_request_id = response.headers.get("request-id")
+        response_filter = self._stages.inspector.response_filter(ctx)
+        try:
+            content_type = response.headers.get("content-type", "")
+            if content_type.startswith("text/event-stream"):
+                await relay_stream(ctx, response, responder, response_filter)
+            elif content_type.startswith("application/json"):
+                await relay_json(
+                    ctx,
+                    response,
+                    responder,
+                    response_filter,
+                    max_bytes=self._server.max_response_body,
+                )
+            else:
+                await relay_raw(response, responder)
+        except TimeoutError:
+            raise self._upstream.timeout_error() from None
+        finally:
+            response.close()
+
+
+async def _until_disconnect(
+    ctx: RequestContext,
+    receive: Receive,
+    body_done: asyncio.Event | None,
+    work: Awaitable[None],
+) -> None:
+    """Run ``work`` until it ends or the caller disconnects; a disconnect cancels it, and with it
+    the upstream request."""
+    work_task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive, body_done))
+    try:
+        await asyncio.wait({work_task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not work_task.done():
+            work_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+                await work_task
+            ctx.stream_end = StreamEnd.CLIENT_DISCONNECTED
+    if not work_task.cancelled():
+        work_task.result()
+
+
+async def _disconnected(receive: Receive, body_done: asyncio.Event | None) -> None:
+    if body_done is not None:
+        await body_done.wait()
+    while (await receive())["type"] != "http.disconnect":
+        pass

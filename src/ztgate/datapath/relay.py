@@ -1,0 +1,101 @@
+"""Relaying the upstream's response to the caller, in one of three modes by content type.
+
+- SSE: event by event as each arrives, through the response filter; a stream that breaks,
+  times out or ends without ``message_stop`` ends with an ``event: error``, never a hang or a
+  truncated success.
+- JSON: read whole (bounded), filtered, batch ``results_url`` re-rooted at ztgate.
+- Anything else (file downloads, batch results): chunks passed through as they come.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from ztgate.context import Endpoint, RequestContext, StreamEnd
+from ztgate.datapath.batches import rewrite_results_urls
+from ztgate.datapath.headers import caller_response_headers
+from ztgate.datapath.responses import Responder
+from ztgate.errors import UpstreamUnavailable, error_event
+from ztgate.sse import SSESplitter
+from ztgate.stages import ResponseFilter
+from ztgate.types import Headers
+
+_MAX_EVENT_BYTES = 16 * 1024 * 1024
+_STREAM_FAILURES = {
+    StreamEnd.UPSTREAM_BROKEN: ("api_error", "the upstream stream broke off"),
+    StreamEnd.UPSTREAM_TIMEOUT: ("timeout_error", "the upstream stream went silent"),
+    StreamEnd.UPSTREAM_INCOMPLETE: ("api_error", "the upstream stream ended before message_stop"),
+}
+
+
+def _headers(response: aiohttp.ClientResponse) -> Headers:
+    return caller_response_headers([(k.lower(), v) for k, v in response.raw_headers])
+
+
+async def relay_stream(
+    ctx: RequestContext,
+    response: aiohttp.ClientResponse,
+    responder: Responder,
+    response_filter: ResponseFilter,
+) -> None:
+    await responder.start(response.status, _headers(response))
+    splitter = SSESplitter(_MAX_EVENT_BYTES)
+    last_event = ""
+    try:
+        async for chunk in response.content.iter_any():
+            out = []
+            for event in splitter.feed(chunk):
+                last_event = event.event
+                out.append(response_filter.event(event))
+            data = b"".join(out)
+            if data:
+                await responder.body(data)
+        if last_event == "message_stop" and not splitter.pending:
+            ctx.stream_end = StreamEnd.COMPLETE
+        elif last_event == "error":
+            ctx.stream_end = StreamEnd.UPSTREAM_ERROR_EVENT
+        else:
+            ctx.stream_end = StreamEnd.UPSTREAM_INCOMPLETE
+    except TimeoutError:
+        ctx.stream_end = StreamEnd.UPSTREAM_TIMEOUT
+    except (aiohttp.ClientError, ValueError):
+        ctx.stream_end = StreamEnd.UPSTREAM_BROKEN
+    failure = _STREAM_FAILURES.get(ctx.stream_end)
+    if failure is not None:
+        await responder.body(error_event(*failure, ctx.request_id))
+    await responder.body(b"", more=False)
+
+
+async def relay_json(
+    ctx: RequestContext,
+    response: aiohttp.ClientResponse,
+    responder: Responder,
+    response_filter: ResponseFilter,
+    *,
+    max_bytes: int,
+) -> None:
+    body = response_filter.body(await _read_bounded(response, max_bytes))
+    if ctx.route is not None and ctx.route.endpoint is Endpoint.BATCHES:
+        body = rewrite_results_urls(body, ctx.base_url)
+    await responder.whole(response.status, _headers(response), body)
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > max_bytes:
+                raise UpstreamUnavailable(f"the upstream response exceeds {max_bytes} bytes")
+            chunks.append(chunk)
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnavailable("the upstream response broke off") from exc
+    return b"".join(chunks)
+
+
+async def relay_raw(response: aiohttp.ClientResponse, responder: Responder) -> None:
+    await responder.start(response.status, _headers(response))
+    async for chunk in response.content.iter_any():
+        await responder.body(chunk)
+    await responder.body(b"", more=False)

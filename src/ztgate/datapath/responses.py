@@ -1,0 +1,49 @@
+"""Building HTTP answers: the one place that writes to the ASGI ``send`` callable."""
+
+from __future__ import annotations
+
+from ztgate.context import RequestContext
+from ztgate.errors import GatewayError, error_body, error_event
+from ztgate.types import Headers, Send
+
+_JSON = (b"content-type", b"application/json")
+
+
+class Responder:
+    """Writes the response for one request and keeps the context's status and byte counts."""
+
+    def __init__(self, send: Send, ctx: RequestContext) -> None:
+        self._send = send
+        self._ctx = ctx
+        self.started = False
+        self.finished = False
+
+    async def start(self, status: int, headers: Headers) -> None:
+        self.started = True
+        self._ctx.status = status
+        headers.append((b"ztgate-request-id", self._ctx.request_id.encode()))
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def body(self, data: bytes, *, more: bool = True) -> None:
+        self._ctx.bytes_out += len(data)
+        if not more:
+            self.finished = True
+        await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def whole(self, status: int, headers: Headers, data: bytes) -> None:
+        headers.append((b"content-length", str(len(data)).encode()))
+        await self.start(status, headers)
+        await self.body(data, more=False)
+
+    async def error(self, exc: GatewayError) -> None:
+        """Answer with ztgate's own error; in a started stream, as an SSE error event."""
+        self._ctx.error_type = exc.error_type
+        if self.started:
+            if not self.finished:
+                await self.body(error_event(exc.error_type, exc.message, self._ctx.request_id))
+                await self.body(b"", more=False)
+            return
+        headers = [_JSON, (b"request-id", self._ctx.request_id.encode()), *exc.headers()]
+        await self.whole(
+            exc.status, headers, error_body(exc.error_type, exc.message, self._ctx.request_id)
+        )

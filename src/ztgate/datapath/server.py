@@ -1,0 +1,54 @@
+"""Running the gateway under uvicorn (uvloop + httptools), in one process or several."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from ztgate.config import GatewayConfig
+from ztgate.datapath.app import CONFIG_ENV, Gateway
+
+
+def _uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
+    return {
+        "host": config.listen_host,
+        "port": config.listen_port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,  # ztgate writes its own structured line per request
+        "server_header": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": int(config.server.graceful_shutdown),
+        "backlog": 4096,
+    }
+
+
+def serve(config: GatewayConfig, config_path: Path | None, workers: int) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight streams get the graceful-shutdown period."""
+    if workers == 1:
+        uvicorn.run(Gateway(config), **_uvicorn_options(config))
+        return
+    if config_path is None:
+        raise ValueError("several workers need the config as a file")
+    # Each worker process builds its own Gateway from the same file.
+    os.environ[CONFIG_ENV] = str(config_path.resolve())
+    uvicorn.run(
+        "ztgate.datapath.app:create_app",
+        factory=True,
+        workers=workers,
+        **_uvicorn_options(config),
+    )
+
+
+def in_process_server(config: GatewayConfig) -> tuple[uvicorn.Server, socket.socket]:
+    """A server for the demo and tests on an already-bound socket (port 0 picks a free one)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((config.listen_host, config.listen_port))
+    server = uvicorn.Server(uvicorn.Config(Gateway(config), **_uvicorn_options(config)))
+    return server, sock

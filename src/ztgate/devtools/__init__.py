@@ -1,0 +1,1 @@
+"""Development tooling: stand-ins for the outside world, used by tests and the demo."""

@@ -1,0 +1,74 @@
+"""A whole local deployment in one event loop: dev issuer, upstream simulator and gateway.
+
+``ztgate demo`` runs it for people; the test suite runs it for the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from ztgate.config import GatewayConfig, validate_config
+from ztgate.datapath.server import in_process_server
+from ztgate.devtools.issuer import DEMO_AUDIENCE, DevIssuer
+from ztgate.devtools.simulator import UpstreamSimulator
+
+SIMULATOR_KEY = "sk-ant-sim-upstream-key"
+
+
+def demo_config(
+    issuer_url: str, upstream_url: str, *, listen: str = "127.0.0.1:0", **sections: Any
+) -> GatewayConfig:
+    """The embedded defaults: one loopback issuer, the simulator upstream, SQLite store."""
+    data: dict[str, Any] = {
+        "listen": listen,
+        "upstream": {"url": upstream_url, "api_key": SIMULATOR_KEY, "timeout": "30s"},
+        "identity": {
+            "issuers": [{"name": "demo", "issuer": issuer_url, "audiences": [DEMO_AUDIENCE]}]
+        },
+        "server": {"graceful_shutdown": "5s"},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return validate_config(data, source="embedded demo config")
+
+
+@dataclass
+class LocalStack:
+    issuer: DevIssuer
+    simulator: UpstreamSimulator
+    config: GatewayConfig
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    gateway_url: str
+
+    @classmethod
+    async def start(cls, *, listen: str = "127.0.0.1:0", **sections: Any) -> LocalStack:
+        issuer = DevIssuer()
+        await issuer.start()
+        simulator = UpstreamSimulator(api_key=SIMULATOR_KEY)
+        await simulator.start()
+        config = demo_config(issuer.base_url, simulator.base_url, listen=listen, **sections)
+        server, sock = in_process_server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the gateway stopped during start-up")
+            await asyncio.sleep(0.01)
+        host, port = sock.getsockname()[:2]
+        return cls(issuer, simulator, config, server, task, f"http://{host}:{port}")
+
+    def token(self, subject: str = "demo/alice", **kwargs: Any) -> str:
+        return self.issuer.mint(subject, **kwargs)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.simulator.stop()
+        await self.issuer.stop()

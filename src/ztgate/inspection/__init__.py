@@ -1,0 +1,1 @@
+"""What data may pass: inspection of requests and responses."""

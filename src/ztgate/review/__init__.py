@@ -1,0 +1,1 @@
+"""Who must agree: holding high-risk requests for a human decision."""

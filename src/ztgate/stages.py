@@ -1,0 +1,51 @@
+"""The interfaces of the pipeline's pluggable stages.
+
+A request flows one way through them (see ``datapath/pipeline.py`` for the order)::
+
+    authenticate -> parse -> inspect -> decide -> review -> transform -> forward
+        -> relay (through the response filter) -> record
+
+Each stage either lets the request go on, changes the context, or raises a
+:class:`~ztgate.errors.GatewayError` that ends it with an Anthropic-shaped answer.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ztgate.context import RequestContext
+from ztgate.identity.principal import Identity
+from ztgate.policy.decision import Decision
+from ztgate.sse import SSEEvent
+
+
+class Authenticator(Protocol):
+    async def verify(self, token: str) -> Identity: ...
+
+
+class ResponseFilter(Protocol):
+    """Sees the response on its way back; returns what the caller receives instead."""
+
+    def event(self, event: SSEEvent) -> bytes: ...
+
+    def body(self, body: bytes) -> bytes: ...
+
+
+class Inspector(Protocol):
+    def inspect_request(self, ctx: RequestContext) -> None: ...
+
+    def response_filter(self, ctx: RequestContext) -> ResponseFilter: ...
+
+
+class Decider(Protocol):
+    def decide(self, ctx: RequestContext) -> Decision: ...
+
+
+class Reviewer(Protocol):
+    async def hold(self, ctx: RequestContext) -> None: ...
+
+
+class Recorder(Protocol):
+    async def request_started(self, ctx: RequestContext) -> None: ...
+
+    async def request_finished(self, ctx: RequestContext) -> None: ...

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import pytest
+
+from ztgate.config import ConfigError, parse_config
+from ztgate.config.units import parse_duration, parse_size
+
+MINIMAL = """
+upstream:
+  api_key: "${KEY}"
+identity:
+  issuers:
+    - name: github
+      issuer: "https://token.actions.githubusercontent.com"
+      audiences: ["ztgate"]
+"""
+
+
+def test_minimal_config_fills_documented_defaults() -> None:
+    config = parse_config(MINIMAL, environ={"KEY": "sk-ant-real"})
+    assert config.listen == "127.0.0.1:8787"
+    assert config.upstream.url == "https://api.anthropic.com"
+    assert config.upstream.api_key.get_secret_value() == "sk-ant-real"
+    assert config.upstream.timeout == 600
+    issuer = config.identity.issuers[0]
+    assert issuer.algorithms == ["RS256", "ES256", "EdDSA"]
+    assert issuer.clock_skew == 60
+    assert config.store.url == "sqlite:///.ztgate/ztgate.db"
+
+
+def test_secret_is_not_in_repr() -> None:
+    config = parse_config(MINIMAL, environ={"KEY": "sk-ant-real"})
+    assert "sk-ant-real" not in repr(config)
+
+
+def test_missing_environment_variable_names_key_and_variable() -> None:
+    with pytest.raises(ConfigError, match=r"upstream\.api_key: environment variable KEY"):
+        parse_config(MINIMAL, environ={})
+
+
+def test_default_and_escape_in_interpolation() -> None:
+    text = MINIMAL.replace('"${KEY}"', '"${KEY:-fallback}$${LITERAL}"')
+    config = parse_config(text, environ={})
+    assert config.upstream.api_key.get_secret_value() == "fallback${LITERAL}"
+
+
+def test_no_issuer_refuses_with_guidance() -> None:
+    with pytest.raises(ConfigError, match="no anonymous mode") as info:
+        parse_config("upstream: {api_key: k}", environ={})
+    assert "identity:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "where", "what"),
+    [
+        ("upstream: {api_key: k, timeot: 5s}", "upstream.timeot", "unknown key"),
+        ("upstream: {api_key: k, timeout: soon}", "upstream.timeout", "not a duration"),
+        ("upstream: {api_key: k, url: 'http://api.example.com'}", "upstream.url", "https"),
+        ("upstream: {api_key: '  '}", "upstream.api_key", "empty"),
+        ("listen: nowhere", "listen", "HOST:PORT"),
+        ("server: {max_json_body: lots}", "server.max_json_body", "not a size"),
+    ],
+)
+def test_invalid_values_name_the_key(snippet: str, where: str, what: str) -> None:
+    base = "upstream: {api_key: k}\n" if not snippet.startswith("upstream") else ""
+    issuers = (
+        "identity: {issuers: [{name: a, issuer: 'https://idp.example.com', audiences: [z]}]}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(base + snippet + "\n" + issuers, environ={})
+    message = str(info.value)
+    assert where in message
+    assert what in message
+
+
+@pytest.mark.parametrize("alg", ["none", "HS256", "HS512", "hs384"])
+def test_symmetric_and_none_algorithms_are_refused_at_load(alg: str) -> None:
+    text = (
+        "upstream: {api_key: k}\n"
+        "identity: {issuers: [{name: a, issuer: 'https://idp.example.com', audiences: [z], "
+        f"algorithms: [{alg}]}}]}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"identity\.issuers\.0\.algorithms"):
+        parse_config(text, environ={})
+
+
+def test_http_issuer_allowed_only_on_loopback() -> None:
+    template = (
+        "upstream: {{api_key: k}}\n"
+        "identity: {{issuers: [{{name: a, issuer: '{url}', audiences: [z]}}]}}\n"
+    )
+    parse_config(template.format(url="http://127.0.0.1:9000"), environ={})
+    parse_config(template.format(url="http://localhost:9000/realm"), environ={})
+    with pytest.raises(ConfigError, match="https"):
+        parse_config(template.format(url="http://idp.internal"), environ={})
+
+
+def test_duplicate_issuer_names_are_refused() -> None:
+    text = (
+        "upstream: {api_key: k}\n"
+        "identity: {issuers: [{name: a, issuer: 'https://x.example', audiences: [z]},"
+        " {name: a, issuer: 'https://y.example', audiences: [z]}]}\n"
+    )
+    with pytest.raises(ConfigError, match="share the name"):
+        parse_config(text, environ={})
+
+
+def test_not_yaml_is_reported() -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config("upstream: [unclosed", environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("600s", 600), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25), (7, 7)]
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(("text", "size"), [("32MiB", 32 * 1024**2), ("1KB", 1000), (512, 512)])
+def test_sizes(text: object, size: int) -> None:
+    assert parse_size(text) == size

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anthropic
+import pytest
+
+from tests.stackrunner import RunningStack
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[RunningStack]:
+    """Issuer, upstream simulator and gateway with the embedded demo defaults."""
+    running = RunningStack()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def sdk() -> Iterator[Callable[..., anthropic.Anthropic]]:
+    """Builds synchronous SDK clients (no retries) and closes them after the test."""
+    clients: list[anthropic.Anthropic] = []
+
+    def make(**options: Any) -> anthropic.Anthropic:
+        client = anthropic.Anthropic(max_retries=0, **options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
