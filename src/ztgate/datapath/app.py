@@ -105,7 +105,6 @@ class Gateway:
         http = aiohttp.ClientSession()
         verifier = TokenVerifier.from_config(self.config.identity, http)
         upstream = UpstreamClient(self.config.upstream)
-        await upstream.start()
         await verifier.start()
         stages = Stages(
             authenticator=verifier,

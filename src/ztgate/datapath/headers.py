@@ -51,18 +51,16 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
     )
 
 
-def upstream_request_headers(caller: Headers, api_key: bytes) -> dict[str, str]:
+def upstream_request_headers(caller: Headers, api_key: bytes) -> Headers:
     """The headers sent upstream: the caller's, cleaned, plus ztgate's own key."""
     dropped = _NOT_FORWARDED | _connection_tokens(caller)
-    out: dict[str, str] = {}
-    for name, value in caller:
-        if name in dropped or name.startswith(_NOT_FORWARDED_PREFIXES):
-            continue
-        key = name.decode("latin-1")
-        text = value.decode("latin-1")
-        out[key] = f"{out[key]}, {text}" if key in out else text
-    out["x-api-key"] = api_key.decode("latin-1")
-    out["accept-encoding"] = "identity"
+    out = [
+        (name, value)
+        for name, value in caller
+        if name not in dropped and not name.startswith(_NOT_FORWARDED_PREFIXES)
+    ]
+    out.append((b"x-api-key", api_key))
+    out.append((b"accept-encoding", b"identity"))
     return out
 
 

@@ -12,13 +12,11 @@ raising a :class:`GatewayError`, which becomes an Anthropic-shaped answer in one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
 from ztgate.config.model import ServerConfig
@@ -33,7 +31,7 @@ from ztgate.errors import GatewayError, InvalidRequest, NotFound, PermissionDeni
 from ztgate.identity.credentials import extract_credential
 from ztgate.policy.decision import Effect
 from ztgate.stages import Authenticator, Decider, Inspector, Recorder, Reviewer
-from ztgate.types import Receive, Send
+from ztgate.types import Headers, Receive, Send
 
 log = logging.getLogger("ztgate.datapath")
 
@@ -101,12 +99,12 @@ class Pipeline:
             rule = f" (rule {decision.rule_ids[0]})" if decision.rule_ids else ""
             raise PermissionDenied(f"denied by policy{rule}: {decision.reason}")
 
-    def _transform(self, ctx: RequestContext, body: bytes | BodyStream) -> dict[str, str]:
+    def _transform(self, ctx: RequestContext, body: bytes | BodyStream) -> Headers:
         headers = upstream_request_headers(ctx.headers, self._upstream.api_key)
         if isinstance(body, BodyStream):
             length = ctx.header(b"content-length")
             if length is not None:
-                headers["content-length"] = length.decode()
+                headers.append((b"content-length", length))
         elif ctx.payload_changed and ctx.payload is not None:
             ctx.body = orjson.dumps(ctx.payload)
         return headers
@@ -114,27 +112,22 @@ class Pipeline:
     async def _forward_and_relay(
         self,
         ctx: RequestContext,
-        headers: dict[str, str],
+        headers: Headers,
         body: bytes | BodyStream,
         responder: Responder,
     ) -> None:
         target = ctx.path + (f"?{ctx.query_string.decode('latin-1')}" if ctx.query_string else "")
         data = body.chunks() if isinstance(body, BodyStream) else ctx.body
         ctx.upstream_started = time.perf_counter()
+        response = await self._upstream.open(ctx.method, target, headers, data)
         try:
-            response = await self._upstream.open(ctx.method, target, headers, data)
-        except GatewayError:
-            if isinstance(body, BodyStream) and body.error is not None:
-                raise body.error from None
-            raise
-        if isinstance(body, BodyStream):
-            ctx.bytes_in = body.size
-        ctx.upstream_first_byte = time.perf_counter()
-        ctx.upstream_status = response.status
-        ctx.upstream_request_id = response.headers.get("request-id")
-        response_filter = self._stages.inspector.response_filter(ctx)
-        try:
-            content_type = response.headers.get("content-type", "")
+            if isinstance(body, BodyStream):
+                ctx.bytes_in = body.size
+            ctx.upstream_first_byte = time.perf_counter()
+            ctx.upstream_status = response.status
+            ctx.upstream_request_id = response.header(b"request-id")
+            response_filter = self._stages.inspector.response_filter(ctx)
+            content_type = response.header(b"content-type") or ""
             if content_type.startswith("text/event-stream"):
                 await relay_stream(ctx, response, responder, response_filter)
             elif content_type.startswith("application/json"):
@@ -146,7 +139,7 @@ class Pipeline:
                     max_bytes=self._server.max_response_body,
                 )
             else:
-                await relay_raw(response, responder)
+                await relay_raw(ctx, response, responder)
         except TimeoutError:
             raise self._upstream.timeout_error() from None
         finally:
@@ -160,20 +153,27 @@ async def _until_disconnect(
     work: Awaitable[None],
 ) -> None:
     """Run ``work`` until it ends or the caller disconnects; a disconnect cancels it, and with it
-    the upstream request."""
-    work_task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive, body_done))
+    the upstream request. One watcher task per request; the work runs in the caller's task."""
+    task = asyncio.current_task()
+    assert task is not None
+    disconnected = False
+
+    async def watch() -> None:
+        nonlocal disconnected
+        await _disconnected(receive, body_done)
+        disconnected = True
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
     try:
-        await asyncio.wait({work_task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await work
+    except asyncio.CancelledError:
+        if not disconnected:
+            raise
+        task.uncancel()
+        ctx.stream_end = StreamEnd.CLIENT_DISCONNECTED
     finally:
         watcher.cancel()
-        if not work_task.done():
-            work_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
-                await work_task
-            ctx.stream_end = StreamEnd.CLIENT_DISCONNECTED
-    if not work_task.cancelled():
-        work_task.result()
 
 
 async def _disconnected(receive: Receive, body_done: asyncio.Event | None) -> None:

@@ -9,16 +9,14 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from ztgate.context import Endpoint, RequestContext, StreamEnd
 from ztgate.datapath.batches import rewrite_results_urls
 from ztgate.datapath.headers import caller_response_headers
+from ztgate.datapath.http1 import UpstreamBroken, UpstreamResponse
 from ztgate.datapath.responses import Responder
 from ztgate.errors import UpstreamUnavailable, error_event
 from ztgate.sse import SSESplitter
 from ztgate.stages import ResponseFilter
-from ztgate.types import Headers
 
 _MAX_EVENT_BYTES = 16 * 1024 * 1024
 _STREAM_FAILURES = {
@@ -28,21 +26,17 @@ _STREAM_FAILURES = {
 }
 
 
-def _headers(response: aiohttp.ClientResponse) -> Headers:
-    return caller_response_headers([(k.lower(), v) for k, v in response.raw_headers])
-
-
 async def relay_stream(
     ctx: RequestContext,
-    response: aiohttp.ClientResponse,
+    response: UpstreamResponse,
     responder: Responder,
     response_filter: ResponseFilter,
 ) -> None:
-    await responder.start(response.status, _headers(response))
+    await responder.start(response.status, caller_response_headers(response.headers))
     splitter = SSESplitter(_MAX_EVENT_BYTES)
     last_event = ""
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in response.iter_chunks():
             out = []
             for event in splitter.feed(chunk):
                 last_event = event.event
@@ -58,7 +52,7 @@ async def relay_stream(
             ctx.stream_end = StreamEnd.UPSTREAM_INCOMPLETE
     except TimeoutError:
         ctx.stream_end = StreamEnd.UPSTREAM_TIMEOUT
-    except (aiohttp.ClientError, ValueError):
+    except (UpstreamBroken, ValueError):
         ctx.stream_end = StreamEnd.UPSTREAM_BROKEN
     failure = _STREAM_FAILURES.get(ctx.stream_end)
     if failure is not None:
@@ -68,34 +62,31 @@ async def relay_stream(
 
 async def relay_json(
     ctx: RequestContext,
-    response: aiohttp.ClientResponse,
+    response: UpstreamResponse,
     responder: Responder,
     response_filter: ResponseFilter,
     *,
     max_bytes: int,
 ) -> None:
-    body = response_filter.body(await _read_bounded(response, max_bytes))
+    try:
+        body = await response.read(max_bytes)
+    except UpstreamBroken as exc:
+        raise UpstreamUnavailable("the upstream response broke off") from exc
+    if body is None:
+        raise UpstreamUnavailable(f"the upstream response exceeds {max_bytes} bytes")
+    body = response_filter.body(body)
     if ctx.route is not None and ctx.route.endpoint is Endpoint.BATCHES:
         body = rewrite_results_urls(body, ctx.base_url)
-    await responder.whole(response.status, _headers(response), body)
+    await responder.whole(response.status, caller_response_headers(response.headers), body)
 
 
-async def _read_bounded(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
+async def relay_raw(ctx: RequestContext, response: UpstreamResponse, responder: Responder) -> None:
+    """Pass bytes through. A failure after the first byte can only be told by closing."""
+    await responder.start(response.status, caller_response_headers(response.headers))
     try:
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > max_bytes:
-                raise UpstreamUnavailable(f"the upstream response exceeds {max_bytes} bytes")
-            chunks.append(chunk)
-    except aiohttp.ClientError as exc:
-        raise UpstreamUnavailable("the upstream response broke off") from exc
-    return b"".join(chunks)
-
-
-async def relay_raw(response: aiohttp.ClientResponse, responder: Responder) -> None:
-    await responder.start(response.status, _headers(response))
-    async for chunk in response.content.iter_any():
-        await responder.body(chunk)
+        async for chunk in response.iter_chunks():
+            await responder.body(chunk)
+    except (UpstreamBroken, TimeoutError):
+        ctx.stream_end = StreamEnd.UPSTREAM_BROKEN
+        raise
     await responder.body(b"", more=False)

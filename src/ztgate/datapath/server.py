@@ -22,6 +22,7 @@ def _uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
         "lifespan": "on",
         "access_log": False,  # ztgate writes its own structured line per request
         "server_header": False,
+        "proxy_headers": False,  # X-Forwarded-* from callers is not trusted
         "log_config": None,
         "timeout_graceful_shutdown": int(config.server.graceful_shutdown),
         "backlog": 4096,
