@@ -35,6 +35,7 @@ test: setup lint typecheck
 
 bench: $(STAMP)
 	bench/run.sh
+	$(BIN)/python bench/identity.py
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from tests.identity.keyring import AUDIENCE, ISSUER, SigningKey, claims, jwks
 from ztgate.config.model import IdentityConfig, IssuerConfig
@@ -120,97 +115,3 @@ async def test_never_loaded_keys_answer_503_not_401(rs256: SigningKey) -> None:
     assert not verifier.ready
     with pytest.raises(ServiceUnavailable, match="not available yet"):
         await verifier.verify(rs256.sign(claims()))
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _forge(header: dict[str, Any], payload: dict[str, Any], signature: bytes = b"sig") -> str:
-    return ".".join(
-        (_b64(json.dumps(header).encode()), _b64(json.dumps(payload).encode()), _b64(signature))
-    )
-
-
-def _hs256_with_public_key(key: SigningKey, payload: dict[str, Any]) -> str:
-    """RS/HS key confusion: 'sign' with HMAC, using the issuer's public key as the secret."""
-    secret = key.private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    header = {"alg": "HS256", "typ": "JWT", "kid": key.kid}
-    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}"
-    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(mac)}"
-
-
-def hostile_tokens(key: SigningKey) -> dict[str, tuple[str, str]]:
-    """Named hostile tokens, each with the message an honest caller would need."""
-    other = SigningKey.generate("RS256")
-    return {
-        "alg none": (_forge({"alg": "none"}, claims(), b""), "malformed"),
-        "alg none with signature": (
-            _forge({"alg": "none", "kid": key.kid}, claims()),
-            "algorithm not accepted",
-        ),
-        "HS256 key confusion": (_hs256_with_public_key(key, claims()), "algorithm not accepted"),
-        "algorithm off the list": (
-            _forge({"alg": "RS512", "kid": key.kid}, claims()),
-            "algorithm not accepted",
-        ),
-        "embedded jwk": (key.sign(claims(), {"jwk": other.public_jwk()}), "own key"),
-        "jku header": (key.sign(claims(), {"jku": "https://evil.example/jwks"}), "own key"),
-        "x5u header": (key.sign(claims(), {"x5u": "https://evil.example/cert"}), "own key"),
-        "x5c header": (key.sign(claims(), {"x5c": ["MIIB"]}), "own key"),
-        "crit header": (key.sign(claims(), {"crit": ["exp"], "exp": 1}), "critical"),
-        "signed by unknown key": (other.sign(claims(), {"kid": key.kid}), "signature is invalid"),
-        "tampered payload": (
-            ".".join(
-                [
-                    key.sign(claims()).split(".")[0],
-                    _b64(json.dumps(claims(sub="admin")).encode()),
-                    key.sign(claims()).split(".")[2],
-                ]
-            ),
-            "signature is invalid",
-        ),
-        "expired": (key.sign(claims(exp=1000, iat=400, nbf=400)), "expired"),
-        "not yet valid": (
-            key.sign(claims(nbf=10**10, exp=10**10 + 60, iat=10**10 - 60)),
-            "issued in the future",
-        ),
-        "nbf in the future": (key.sign(claims(nbf=10**10)), "not yet valid"),
-        "missing exp": (key.sign(claims(exp=None)), "no expiry"),
-        "missing iat": (key.sign(claims(iat=None)), "no issue time"),
-        "lifetime too long": (key.sign(claims(exp=claims()["iat"] + 7200)), "lifetime exceeds"),
-        "wrong audience": (key.sign(claims(aud="someone-else")), "audience not accepted"),
-        "missing audience": (key.sign(claims(aud=None)), "audience not accepted"),
-        "wrong issuer": (key.sign(claims(iss="https://evil.example")), "issuer is not trusted"),
-        "missing issuer": (key.sign(claims(iss=None)), "issuer is not trusted"),
-        "list issuer": (key.sign(claims(iss=[ISSUER])), "issuer is not trusted"),
-        "missing subject": (key.sign(claims(sub=None)), "no subject"),
-        "string exp": (key.sign(claims(exp="9999999999")), "not a number"),
-        "path traversal kid": (
-            key.sign(claims(), {"kid": "../../etc/passwd"}),
-            "signing key not recognised",
-        ),
-        "kid with control chars": (key.sign(claims(), {"kid": "a\nb"}), "malformed"),
-        "oversized": (key.sign(claims(pad="x" * 20000)), "too large"),
-        "two segments": ("eyJhbGciOiJSUzI1NiJ9.e30", "malformed"),
-        "bad base64": ("eyJhbGciOiJSUzI1NiJ9.e30*.c2ln", "malformed"),
-        "padding in base64": ("eyJhbGciOiJSUzI1NiJ9.e30=.c2ln", "malformed"),
-        "header not json": (f"{_b64(b'not json')}.e30.c2ln", "malformed"),
-        "header a list": (f"{_b64(b'[1]')}.e30.c2ln", "malformed"),
-        "payload a string": (_forge({"alg": "RS256"}, "x"), "malformed"),  # type: ignore[arg-type]
-        "JWE": ("a.b.c.d.e", "encrypted"),
-        "empty signature": (key.sign(claims()).rsplit(".", 1)[0] + ".", "malformed"),
-    }
-
-
-async def test_hostile_tokens_are_all_refused(rs256: SigningKey) -> None:
-    verifier = make_verifier(KeyDocument(jwks(rs256)), key_refetch_min_interval="1h")
-    await verifier.issuer_keys["idp"].refresh()
-    for name, (token, message) in hostile_tokens(rs256).items():
-        with pytest.raises(AuthenticationFailed) as info:
-            await verifier.verify(token)
-        assert message in info.value.message, name
-        assert token not in info.value.message

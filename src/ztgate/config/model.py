@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -62,8 +62,20 @@ class UpstreamConfig(_Strict):
         return value
 
 
+GITHUB_ACTIONS_ISSUER = "https://token.actions.githubusercontent.com"
+ClaimPattern = str | list[str]  # an exact value or glob, or a list of alternatives
+
+
+class GroupRule(_Strict):
+    """Add groups when every named claim matches (exact values or globs)."""
+
+    when: dict[str, ClaimPattern] = Field(min_length=1)
+    add: list[str] = Field(min_length=1)
+
+
 class IssuerConfig(_Strict):
     name: str
+    preset: Literal["oidc", "github-actions", "kubernetes"] = "oidc"
     issuer: str
     audiences: list[str] = Field(min_length=1)
     jwks_uri: str | None = None
@@ -74,6 +86,26 @@ class IssuerConfig(_Strict):
     key_refresh_interval: Duration = 600.0
     key_refetch_min_interval: Duration = 30.0
     key_max_staleness: Duration = 86400.0
+    required_claims: list[str] = Field(default_factory=list)
+    allow: list[dict[str, ClaimPattern]] = Field(default_factory=list)
+    groups_claim: str | None = None
+    group_rules: list[GroupRule] = Field(default_factory=list)
+    one_time_tokens: bool = False
+    require_pod_binding: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        """Presets fill what every deployment of that IdP needs; explicit keys still win."""
+        if not isinstance(data, dict):
+            return data
+        preset = data.get("preset", "oidc")
+        defaults: dict[str, Any] = {}
+        if preset == "github-actions":
+            defaults = {"issuer": GITHUB_ACTIONS_ISSUER, "algorithms": ["RS256"]}
+        elif preset == "oidc":
+            defaults = {"groups_claim": "groups"}
+        return {**defaults, **data}
 
     @field_validator("name")
     @classmethod
@@ -113,10 +145,19 @@ class IssuerConfig(_Strict):
                 raise ValueError(f"{alg} is not supported; use {sorted(SUPPORTED_ALGORITHMS)}")
         return value
 
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, value: list[dict[str, ClaimPattern]]) -> list[dict[str, ClaimPattern]]:
+        if any(not rule for rule in value):
+            raise ValueError("an allow rule must name at least one claim")
+        return value
+
     @model_validator(mode="after")
     def _one_key_source(self) -> IssuerConfig:
         if self.jwks_uri and self.jwks_file:
             raise ValueError("set jwks_uri or jwks_file, not both")
+        if self.preset != "kubernetes" and "require_pod_binding" in self.model_fields_set:
+            raise ValueError("require_pod_binding applies to the kubernetes preset only")
         return self
 
 

@@ -42,6 +42,13 @@ class Gateway:
         self.config = config
         self._runtime: _Runtime | None = None
 
+    @property
+    def verifier(self) -> TokenVerifier:
+        """The running token verifier (for ``/readyz``-like checks in tools and tests)."""
+        if self._runtime is None:
+            raise RuntimeError("the gateway is not started")
+        return self._runtime.verifier
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._http(scope, receive, send)

@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 
 from ztgate.config import GatewayConfig, validate_config
+from ztgate.datapath.app import Gateway
 from ztgate.datapath.server import in_process_server
 from ztgate.devtools.issuer import DEMO_AUDIENCE, DevIssuer
 from ztgate.devtools.simulator import UpstreamSimulator
@@ -62,6 +63,12 @@ class LocalStack:
             await asyncio.sleep(0.01)
         host, port = sock.getsockname()[:2]
         return cls(issuer, simulator, config, server, task, f"http://{host}:{port}")
+
+    @property
+    def gateway(self) -> Gateway:
+        app = self.server.config.app
+        assert isinstance(app, Gateway)
+        return app
 
     def token(self, subject: str = "demo/alice", **kwargs: Any) -> str:
         return self.issuer.mint(subject, **kwargs)

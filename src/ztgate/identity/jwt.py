@@ -22,6 +22,8 @@ from ztgate.errors import AuthenticationFailed
 _B64URL = re.compile(rb"[A-Za-z0-9_-]*")
 _KID = re.compile(r"[\x21-\x7e]{1,256}")
 _KEY_CARRYING_HEADERS = ("jwk", "jku", "x5u", "x5c")
+# Parameters that change how the payload is read: unencoded (RFC 7797) or compressed (JWE only).
+_PAYLOAD_ALTERING_HEADERS = ("b64", "zip")
 
 MALFORMED = "token is malformed"
 
@@ -66,12 +68,16 @@ def parse_token(token: str, *, max_bytes: int) -> UnverifiedToken:
 
 
 def _b64decode(part: bytes) -> bytes:
+    """Strict base64url: no padding, no stray bits, so one token has exactly one spelling."""
     if len(part) % 4 == 1 or not _B64URL.fullmatch(part):
         raise AuthenticationFailed(MALFORMED)
     try:
-        return base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
+        data = base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
     except (binascii.Error, ValueError):
         raise AuthenticationFailed(MALFORMED) from None
+    if base64.urlsafe_b64encode(data).rstrip(b"=") != part:
+        raise AuthenticationFailed(MALFORMED)
+    return data
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
@@ -90,6 +96,8 @@ def _check_header(header: Mapping[str, Any]) -> None:
         raise AuthenticationFailed(MALFORMED)
     if any(name in header for name in _KEY_CARRYING_HEADERS):
         raise AuthenticationFailed("tokens that carry their own key or key URL are not accepted")
+    if any(name in header for name in _PAYLOAD_ALTERING_HEADERS):
+        raise AuthenticationFailed(MALFORMED)
     if "crit" in header:
         raise AuthenticationFailed(
             "token requires critical extensions this gateway does not support"

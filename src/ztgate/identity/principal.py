@@ -16,6 +16,8 @@ class Identity:
     subject: str
     claims: Mapping[str, Any]
     expires_at: float
+    groups: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
 
     @property
     def principal(self) -> str:

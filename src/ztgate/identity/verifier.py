@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 
 from ztgate.config.model import IdentityConfig, IssuerConfig
-from ztgate.errors import AuthenticationFailed
+from ztgate.errors import AuthenticationFailed, ServiceUnavailable
+from ztgate.identity.claims import IssuerRules, scopes
 from ztgate.identity.jwt import ClaimRules, check_claims, parse_token
 from ztgate.identity.keys import IssuerKeys, http_fetcher
 from ztgate.identity.principal import Identity
@@ -45,6 +46,14 @@ class TokenVerifier:
         self._issuers = {keys.config.issuer: keys for keys in issuer_keys.values()}
         self._rules = {
             keys.config.issuer: _claim_rules(keys.config) for keys in issuer_keys.values()
+        }
+        self._issuer_rules = {
+            keys.config.issuer: IssuerRules(keys.config) for keys in issuer_keys.values()
+        }
+        self._replay_guards = {
+            keys.config.issuer: ReplayGuard()
+            for keys in issuer_keys.values()
+            if keys.config.one_time_tokens
         }
         self.issuer_keys = issuer_keys
         self._tasks: list[asyncio.Task[None]] = []
@@ -94,14 +103,22 @@ class TokenVerifier:
         if key is None:
             raise AuthenticationFailed("token signature is invalid")
         expires_at = check_claims(parsed.claims, self._rules[keys.config.issuer], now)
+        rules = self._issuer_rules[keys.config.issuer]
+        rules.check(parsed.claims)
         identity = Identity(
             issuer_name=keys.config.name,
             issuer=keys.config.issuer,
             subject=parsed.claims["sub"],
             claims=parsed.claims,
             expires_at=expires_at,
+            groups=rules.groups(parsed.claims),
+            scopes=scopes(parsed.claims),
         )
-        self._remember(digest, _CachedIdentity(identity, keys, key.key_id), now)
+        guard = self._replay_guards.get(keys.config.issuer)
+        if guard is not None:
+            guard.use(parsed.claims.get("jti"), expires_at, now)
+        else:  # a one-time token must never be served from the cache
+            self._remember(digest, _CachedIdentity(identity, keys, key.key_id), now)
         return identity
 
     def _remember(self, digest: bytes, entry: _CachedIdentity, now: float) -> None:
@@ -129,6 +146,29 @@ class TokenVerifier:
     @property
     def ready(self) -> bool:
         return all(keys.current is not None for keys in self.issuer_keys.values())
+
+
+class ReplayGuard:
+    """Refuses a second use of a ``jti`` until the token expires: for one-time tokens.
+
+    Kept in process memory, so it guards one replica; run one-time-token issuers through one
+    replica or accept that each replica admits a token once.
+    """
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self._seen: dict[str, float] = {}
+        self._max_entries = max_entries
+
+    def use(self, jti: object, expires_at: float, now: float) -> None:
+        if not isinstance(jti, str) or not jti:
+            raise AuthenticationFailed("one-time tokens must carry a jti")
+        if jti in self._seen and self._seen[jti] > now:
+            raise AuthenticationFailed("token was already used")
+        if len(self._seen) >= self._max_entries:
+            self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
+            if len(self._seen) >= self._max_entries:
+                raise ServiceUnavailable("too many one-time tokens in flight", retry_after=1)
+        self._seen[jti] = expires_at
 
 
 def _claim_rules(config: IssuerConfig) -> ClaimRules:
