@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ztgate.facts import ResponseFacts
 from ztgate.identity.principal import Identity
 from ztgate.policy.decision import Decision
 from ztgate.types import Headers
@@ -77,6 +78,7 @@ class RequestContext:
     bytes_in: int = 0
     bytes_out: int = 0
     stream_end: StreamEnd | None = None
+    facts: ResponseFacts = field(default_factory=ResponseFacts)
 
     @property
     def model(self) -> str | None:

@@ -43,6 +43,8 @@ identity:
       audiences: ["ztgate"]
 server:
   graceful_shutdown: 10s
+policy:
+  rules: [{{id: everyone, effect: allow}}]
 """
     )
     return path
@@ -104,6 +106,7 @@ def test_serve_refuses_to_start_without_an_issuer(tmp_path: Path) -> None:
 def test_serve_refuses_an_invalid_config_naming_the_key(tmp_path: Path) -> None:
     config = tmp_path / "ztgate.yaml"
     config.write_text(
+        "policy: {rules: []}\n"
         "upstream: {api_key: sk-test, timeout: forever}\n"
         "identity: {issuers: [{name: a, issuer: 'https://idp.example.com', audiences: [z]}]}\n"
     )

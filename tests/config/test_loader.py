@@ -6,6 +6,7 @@ from ztgate.config import ConfigError, parse_config
 from ztgate.config.units import parse_duration, parse_size
 
 MINIMAL = """
+policy: policy.yaml
 upstream:
   api_key: "${KEY}"
 identity:
@@ -65,6 +66,7 @@ def test_invalid_values_name_the_key(snippet: str, where: str, what: str) -> Non
     base = "upstream: {api_key: k}\n" if not snippet.startswith("upstream") else ""
     issuers = (
         "identity: {issuers: [{name: a, issuer: 'https://idp.example.com', audiences: [z]}]}\n"
+        "policy: policy.yaml\n"
     )
     with pytest.raises(ConfigError) as info:
         parse_config(base + snippet + "\n" + issuers, environ={})
@@ -86,6 +88,7 @@ def test_symmetric_and_none_algorithms_are_refused_at_load(alg: str) -> None:
 
 def test_http_issuer_allowed_only_on_loopback() -> None:
     template = (
+        "policy: p.yaml\n"
         "upstream: {{api_key: k}}\n"
         "identity: {{issuers: [{{name: a, issuer: '{url}', audiences: [z]}}]}}\n"
     )
@@ -97,6 +100,7 @@ def test_http_issuer_allowed_only_on_loopback() -> None:
 
 def test_duplicate_issuer_names_are_refused() -> None:
     text = (
+        "policy: p.yaml\n"
         "upstream: {api_key: k}\n"
         "identity: {issuers: [{name: a, issuer: 'https://x.example', audiences: [z]},"
         " {name: a, issuer: 'https://y.example', audiences: [z]}]}\n"
@@ -120,3 +124,9 @@ def test_durations(text: object, seconds: float) -> None:
 @pytest.mark.parametrize(("text", "size"), [("32MiB", 32 * 1024**2), ("1KB", 1000), (512, 512)])
 def test_sizes(text: object, size: int) -> None:
     assert parse_size(text) == size
+
+
+def test_no_policy_refuses_with_guidance() -> None:
+    text = MINIMAL.replace("policy: policy.yaml\n", "")
+    with pytest.raises(ConfigError, match="denies what policy does not name"):
+        parse_config(text, environ={"KEY": "k"})

@@ -14,6 +14,8 @@ from ztgate.cli.token import token
 from ztgate.config import ConfigError, GatewayConfig, load_config
 from ztgate.datapath.app import CONFIG_ENV
 from ztgate.logs import configure_logging
+from ztgate.policy.loader import PolicyError
+from ztgate.policy.source import PolicySource
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -60,6 +62,12 @@ def serve(config_path: Path | None, workers: int | None) -> None:
 
     config = load_or_exit(config_path)
     configure_logging(config.logging.level)
+    assert config.policy is not None
+    try:
+        PolicySource.from_config(config.policy)  # refuse to start on an invalid policy
+    except PolicyError as exc:
+        click.echo(f"ztgate: refusing to start: {exc}", err=True)
+        sys.exit(2)
     run_server(config, config_path, workers or config.server.workers)
 
 

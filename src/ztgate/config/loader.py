@@ -26,6 +26,13 @@ NO_ISSUER_HELP = (
     "See docs/configuration.md."
 )
 
+NO_POLICY_HELP = (
+    "no policy is configured, and ztgate denies what policy does not name. Point 'policy' at a "
+    "policy file (reloaded when it changes), for example:\n"
+    '  policy: "/etc/ztgate/policy.yaml"\n'
+    "See docs/policy.md."
+)
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says where and why, for a person."""
@@ -36,7 +43,11 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> G
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from exc
-    return parse_config(text, environ=environ, source=str(path))
+    config = parse_config(text, environ=environ, source=str(path))
+    if isinstance(config.policy, str) and not Path(config.policy).is_absolute():
+        # A relative policy path is relative to the config file, not to the working directory.
+        config = config.model_copy(update={"policy": str(Path(path).parent / config.policy)})
+    return config
 
 
 def parse_config(
@@ -65,6 +76,8 @@ def validate_config(data: Mapping[str, Any], *, source: str = "<config>") -> Gat
         raise ConfigError(_describe(exc, source)) from None
     if not config.identity.issuers:
         raise ConfigError(f"{source}: identity.issuers: {NO_ISSUER_HELP}")
+    if config.policy is None:
+        raise ConfigError(f"{source}: policy: {NO_POLICY_HELP}")
     return config
 
 

@@ -203,6 +203,17 @@ class ServerConfig(_Strict):
         return None if value is None else _require_url(value, https_unless_loopback=False)
 
 
+class QuotasConfig(_Strict):
+    redis_url: str | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("use redis://HOST:PORT/DB, rediss://... or unix://PATH")
+        return value
+
+
 class LoggingConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -214,6 +225,9 @@ class GatewayConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    # A path to a policy file (reloaded on change and SIGHUP) or the policy inline.
+    policy: str | dict[str, Any] | None = None
+    quotas: QuotasConfig = Field(default_factory=QuotasConfig)
 
     @field_validator("listen")
     @classmethod

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import signal
 from dataclasses import dataclass
 
 import aiohttp
@@ -12,13 +15,16 @@ import orjson
 from ztgate.audit.access_log import AccessLog
 from ztgate.config import GatewayConfig, load_config
 from ztgate.context import RequestContext
+from ztgate.datapath.containers import ContainerOwners
 from ztgate.datapath.pipeline import Pipeline, Stages
 from ztgate.datapath.responses import Responder
 from ztgate.datapath.upstream import UpstreamClient
 from ztgate.errors import NotFound
 from ztgate.identity.verifier import TokenVerifier
 from ztgate.inspection.passthrough import PassThroughInspector
-from ztgate.policy.passthrough import AllowVerifiedCallers
+from ztgate.policy.decider import PolicyDecider
+from ztgate.policy.quotas import Quotas, quotas_from_url
+from ztgate.policy.source import PolicySource
 from ztgate.review.unavailable import ReviewUnavailable
 from ztgate.types import Message, Receive, Scope, Send
 
@@ -32,14 +38,19 @@ class _Runtime:
     http: aiohttp.ClientSession
     verifier: TokenVerifier
     upstream: UpstreamClient
+    quotas: Quotas
     pipeline: Pipeline
+    tasks: list[asyncio.Task[None]]
 
 
 class Gateway:
     """ztgate as an ASGI app. Heavy state is built in lifespan start-up, inside the event loop."""
 
     def __init__(self, config: GatewayConfig) -> None:
+        """Raises PolicyError when the policy is invalid: nothing starts without one."""
         self.config = config
+        assert config.policy is not None, "validate_config requires a policy"
+        self.policy = PolicySource.from_config(config.policy)
         self._runtime: _Runtime | None = None
 
     @property
@@ -78,6 +89,7 @@ class Gateway:
             report = {
                 "status": "ready" if ready else "not ready",
                 "issuers": runtime.verifier.status(),
+                "policy": self.policy.status(),
             }
             await _json(send, ctx, 200 if ready else 503, report)
         else:
@@ -112,16 +124,23 @@ class Gateway:
         http = aiohttp.ClientSession()
         verifier = TokenVerifier.from_config(self.config.identity, http)
         upstream = UpstreamClient(self.config.upstream)
+        quotas = quotas_from_url(self.config.quotas.redis_url)
         await verifier.start()
         stages = Stages(
             authenticator=verifier,
             inspector=PassThroughInspector(),
-            decider=AllowVerifiedCallers(),
+            decider=PolicyDecider(self.policy),
             reviewer=ReviewUnavailable(),
             recorder=AccessLog(),
+            quotas=quotas,
+            containers=ContainerOwners(),
         )
         pipeline = Pipeline(stages, upstream, self.config.server)
-        self._runtime = _Runtime(http, verifier, upstream, pipeline)
+        tasks = [asyncio.create_task(self.policy.watch())]
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # SIGHUP reloads the policy; only possible in the main thread (not in tests' threads)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.policy.reload)
+        self._runtime = _Runtime(http, verifier, upstream, quotas, pipeline, tasks)
         log.info(
             "ztgate started",
             extra={
@@ -135,6 +154,10 @@ class Gateway:
     async def shutdown(self) -> None:
         runtime, self._runtime = self._runtime, None
         if runtime is not None:
+            for task in runtime.tasks:
+                task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            await runtime.quotas.close()
             await runtime.verifier.close()
             await runtime.upstream.close()
             await runtime.http.close()

@@ -2,8 +2,9 @@
 
 ::
 
-    authenticate -> route -> parse -> inspect -> decide -> review -> transform
-        -> record (started) -> forward -> relay (response filter) -> record (finished)
+    authenticate -> route -> parse -> inspect -> decide -> review -> admit (quotas)
+        -> transform -> record (started) -> forward -> relay (response filter)
+        -> settle (quotas, containers) -> record (finished)
 
 Every stage reads and fills one :class:`RequestContext`; any stage can end the request by
 raising a :class:`GatewayError`, which becomes an Anthropic-shaped answer in one place.
@@ -12,16 +13,19 @@ raising a :class:`GatewayError`, which becomes an Anthropic-shaped answer in one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from ztgate.config.model import ServerConfig
-from ztgate.context import Body, RequestContext, StreamEnd
+from ztgate.context import Body, Endpoint, RequestContext, StreamEnd
 from ztgate.datapath.body import BodyStream, ClientDisconnected, declared_length, read_body
+from ztgate.datapath.containers import ContainerOwners
 from ztgate.datapath.headers import upstream_request_headers
 from ztgate.datapath.relay import relay_json, relay_raw, relay_stream
 from ztgate.datapath.responses import Responder
@@ -30,6 +34,7 @@ from ztgate.datapath.upstream import UpstreamClient
 from ztgate.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from ztgate.identity.credentials import extract_credential
 from ztgate.policy.decision import Effect
+from ztgate.policy.quotas import Admission, Quotas
 from ztgate.stages import Authenticator, Decider, Inspector, Recorder, Reviewer
 from ztgate.types import Headers, Receive, Send
 
@@ -43,6 +48,8 @@ class Stages:
     decider: Decider
     reviewer: Reviewer
     recorder: Recorder
+    quotas: Quotas
+    containers: ContainerOwners
 
 
 class Pipeline:
@@ -62,12 +69,19 @@ class Pipeline:
             self._stages.inspector.inspect_request(ctx)
             self._decide(ctx)
             await self._stages.reviewer.hold(ctx)
+            assert ctx.decision is not None
+            admission = await self._stages.quotas.admit(
+                ctx.decision.limits, estimated_tokens=max(1, len(ctx.body) // 4)
+            )
             headers = self._transform(ctx, body)
             await self._stages.recorder.request_started(ctx)
             done = body.done if isinstance(body, BodyStream) else None
-            await _until_disconnect(
-                ctx, receive, done, self._forward_and_relay(ctx, headers, body, responder)
-            )
+            try:
+                await _until_disconnect(
+                    ctx, receive, done, self._forward_and_relay(ctx, headers, body, responder)
+                )
+            finally:
+                await self._settle(ctx, admission)
         except GatewayError as exc:
             await responder.error(exc)
         except ClientDisconnected:
@@ -94,10 +108,20 @@ class Pipeline:
         return ctx.body
 
     def _decide(self, ctx: RequestContext) -> None:
+        assert ctx.identity is not None
+        for params in _message_bodies(ctx):
+            self._stages.containers.check(params, ctx.identity.principal)
         ctx.decision = decision = self._stages.decider.decide(ctx)
         if decision.effect is Effect.DENY:
             rule = f" (rule {decision.rule_ids[0]})" if decision.rule_ids else ""
             raise PermissionDenied(f"denied by policy{rule}: {decision.reason}")
+
+    async def _settle(self, ctx: RequestContext, admission: Admission) -> None:
+        """After the response: correct the token charge, remember a new container's owner."""
+        if ctx.facts.container_id is not None and ctx.identity is not None:
+            self._stages.containers.remember(ctx.facts.container_id, ctx.identity.principal)
+        with contextlib.suppress(GatewayError):  # the answer is already on its way
+            await self._stages.quotas.settle(admission, ctx.facts.total_tokens)
 
     def _transform(self, ctx: RequestContext, body: bytes | BodyStream) -> Headers:
         headers = upstream_request_headers(ctx.headers, self._upstream.api_key)
@@ -105,8 +129,15 @@ class Pipeline:
             length = ctx.header(b"content-length")
             if length is not None:
                 headers.append((b"content-length", length))
-        elif ctx.payload_changed and ctx.payload is not None:
-            ctx.body = orjson.dumps(ctx.payload)
+        else:
+            cap = ctx.decision.max_tokens if ctx.decision else None
+            if cap is not None:
+                for params in _message_bodies(ctx):
+                    if isinstance(params.get("max_tokens"), int) and params["max_tokens"] > cap:
+                        params["max_tokens"] = cap
+                        ctx.payload_changed = True
+            if ctx.payload_changed and ctx.payload is not None:
+                ctx.body = orjson.dumps(ctx.payload)
         return headers
 
     async def _forward_and_relay(
@@ -144,6 +175,21 @@ class Pipeline:
             raise self._upstream.timeout_error() from None
         finally:
             response.close()
+
+
+def _message_bodies(ctx: RequestContext) -> list[dict[str, Any]]:
+    """The messages requests a request carries: itself, or every request of a batch."""
+    payload = ctx.payload
+    if payload is None or ctx.route is None:
+        return []
+    if ctx.route.endpoint is Endpoint.BATCHES:
+        items = payload.get("requests")
+        return [
+            item["params"]
+            for item in (items if isinstance(items, list) else [])
+            if isinstance(item, dict) and isinstance(item.get("params"), dict)
+        ]
+    return [payload]
 
 
 async def _until_disconnect(

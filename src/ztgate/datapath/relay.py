@@ -40,6 +40,7 @@ async def relay_stream(
             out = []
             for event in splitter.feed(chunk):
                 last_event = event.event
+                ctx.facts.read_event(event)
                 out.append(response_filter.event(event))
             data = b"".join(out)
             if data:
@@ -74,8 +75,11 @@ async def relay_json(
         raise UpstreamUnavailable("the upstream response broke off") from exc
     if body is None:
         raise UpstreamUnavailable(f"the upstream response exceeds {max_bytes} bytes")
+    endpoint = ctx.route.endpoint if ctx.route is not None else None
+    if endpoint is Endpoint.MESSAGES:
+        ctx.facts.read_body(body)
     body = response_filter.body(body)
-    if ctx.route is not None and ctx.route.endpoint is Endpoint.BATCHES:
+    if endpoint is Endpoint.BATCHES:
         body = rewrite_results_urls(body, ctx.base_url)
     await responder.whole(response.status, caller_response_headers(response.headers), body)
 

@@ -21,6 +21,26 @@ from ztgate.devtools.simulator import UpstreamSimulator
 SIMULATOR_KEY = "sk-ant-sim-upstream-key"
 
 
+# The embedded demo policy: every verified caller may use any model, tool and skill, except
+# computer use, which shows what a deny looks like.
+DEMO_POLICY: dict[str, Any] = {
+    "default": "deny",
+    "rules": [
+        {
+            "id": "verified-callers",
+            "when": {"tools": ["*"], "skills": ["*"], "mcp_servers": ["*"]},
+            "effect": "allow",
+        },
+        {
+            "id": "no-computer-use",
+            "when": {"tools": ["computer_*"]},
+            "effect": "deny",
+            "message": "computer use is not allowed here",
+        },
+    ],
+}
+
+
 def demo_config(
     issuer_url: str, upstream_url: str, *, listen: str = "127.0.0.1:0", **sections: Any
 ) -> GatewayConfig:
@@ -32,9 +52,11 @@ def demo_config(
             "issuers": [{"name": "demo", "issuer": issuer_url, "audiences": [DEMO_AUDIENCE]}]
         },
         "server": {"graceful_shutdown": "5s"},
+        "policy": DEMO_POLICY,
     }
     for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+        merge = isinstance(value, dict) and key != "policy"
+        data[key] = {**data.get(key, {}), **value} if merge else value
     return validate_config(data, source="embedded demo config")
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Literal
 
 
 class Effect(StrEnum):
@@ -12,8 +14,45 @@ class Effect(StrEnum):
     REVIEW = "review"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class LimitCheck:
+    """A counter a request must fit in: ``owner`` is ``principal:...`` or ``group:...``."""
+
+    owner: str
+    metric: Literal["requests", "tokens"]
+    window: Literal["minute", "day"]
+    limit: int
+    rule_id: str
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     effect: Effect
     reason: str
     rule_ids: tuple[str, ...] = ()
+    max_tokens: int | None = None
+    limits: tuple[LimitCheck, ...] = ()
+
+    def for_batch_request(self, label: str) -> Decision:
+        return replace(self, reason=f"batch request {label!r}: {self.reason}")
+
+    @staticmethod
+    def combine_allows(decisions: Sequence[Decision]) -> Decision:
+        """All allowed: rule ids of all, the strictest max_tokens, every limit (strictest)."""
+        first = decisions[0]
+        if len(decisions) == 1:
+            return first
+        caps = [d.max_tokens for d in decisions if d.max_tokens is not None]
+        strictest: dict[tuple[str, str, str], LimitCheck] = {}
+        for check in (c for d in decisions for c in d.limits):
+            key = (check.owner, check.metric, check.window)
+            if key not in strictest or check.limit < strictest[key].limit:
+                strictest[key] = check
+        rule_ids = tuple(dict.fromkeys(r for d in decisions for r in d.rule_ids))
+        return Decision(
+            first.effect,
+            first.reason,
+            rule_ids,
+            max_tokens=min(caps) if caps else None,
+            limits=tuple(strictest[k] for k in sorted(strictest)),
+        )

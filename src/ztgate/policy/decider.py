@@ -1,0 +1,16 @@
+"""The decide stage: the live policy applied to the request's plain facts."""
+
+from __future__ import annotations
+
+from ztgate.context import RequestContext
+from ztgate.policy.decision import Decision
+from ztgate.policy.request import from_context
+from ztgate.policy.source import PolicySource
+
+
+class PolicyDecider:
+    def __init__(self, source: PolicySource) -> None:
+        self.source = source
+
+    def decide(self, ctx: RequestContext) -> Decision:
+        return self.source.current.decide(from_context(ctx))

@@ -1,0 +1,115 @@
+"""Loading policy: parse, validate, compile and lint. An invalid policy is never half-applied."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ztgate.policy.document import ENDPOINTS, Conditions, PolicyDocument, Rule
+from ztgate.policy.engine import Policy
+
+_REQUEST_BODY_ENDPOINTS = {"messages", "count_tokens", "batches"}
+_BODY_TRIGGERS = (
+    "models", "skills", "tools", "mcp_servers", "stream", "max_tokens_above",
+    "thinking_budget_above", "skills_outside_token_scope",
+)  # fmt: skip
+_SCOPE_ONLY = {"groups", "endpoints", "methods"}
+
+
+class PolicyError(Exception):
+    """The policy cannot be used; the message names the rule and the key."""
+
+
+def load_policy_file(path: str | Path) -> tuple[Policy, list[str]]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"cannot read the policy file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path} is not valid YAML: {exc}") from exc
+    return build_policy(data, source=str(path))
+
+
+def build_policy(data: Any, *, source: str = "<policy>") -> tuple[Policy, list[str]]:
+    """A compiled policy and its lint warnings, from a mapping with a top-level ``policy`` key
+    (a policy file) or the policy document itself (inline in the config)."""
+    if isinstance(data, Mapping) and set(data) == {"policy"}:
+        data = data["policy"]
+    if not isinstance(data, Mapping):
+        raise PolicyError(f"{source}: expected a mapping with 'default' and 'rules'")
+    try:
+        document = PolicyDocument.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_describe(exc, data, source)) from None
+    return Policy(document), lint(document)
+
+
+def _describe(exc: ValidationError, data: Mapping[str, Any], source: str) -> str:
+    found = data.get("rules")
+    rules = found if isinstance(found, list) else []
+    lines = [f"{source} is invalid:"]
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = list(error["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int) and loc[1] < len(rules):
+            rule = rules[loc[1]]
+            rule_id = rule.get("id") if isinstance(rule, Mapping) else None
+            where = f"rule {rule_id!r}: " + ".".join(str(p) for p in loc[2:]) if rule_id else where
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (see docs/policy.md)"
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def _set_conditions(when: Conditions) -> set[str]:
+    return {name for name in Conditions.model_fields if getattr(when, name) is not None}
+
+
+def _covers(wider: Rule, narrower: Rule) -> bool:
+    """True when ``wider`` matches every request ``narrower`` can match (conservatively)."""
+    a, b = wider.when, narrower.when
+    if not _set_conditions(a) <= _SCOPE_ONLY:
+        return False
+    for name in ("groups", "endpoints", "methods"):
+        mine, theirs = getattr(a, name), getattr(b, name)
+        if mine is not None and (theirs is None or not set(theirs) <= set(mine)):
+            return False
+    return True
+
+
+def lint(document: PolicyDocument) -> list[str]:
+    """Rules that can never take effect: unreachable, or shadowed by a deny."""
+    warnings: list[str] = []
+    for rule in document.rules:
+        when = rule.when
+        endpoints = set(when.endpoints or ENDPOINTS)
+        body = [c for c in _BODY_TRIGGERS if getattr(when, c) is not None]
+        if body and rule.effect != "allow" and not endpoints & _REQUEST_BODY_ENDPOINTS:
+            warnings.append(
+                f"rule {rule.id!r} is unreachable: {', '.join(body)} never occur on "
+                f"{', '.join(sorted(endpoints))}"
+            )
+        if rule.effect == "allow" and when.skills_outside_token_scope and when.skills is None:
+            warnings.append(
+                f"rule {rule.id!r} is unreachable: an allow rule that names no skills grants "
+                "none, so no requested skill can be outside the token's scope"
+            )
+        if rule.effect != "deny":
+            for other in document.rules:
+                if other.effect == "deny" and _covers(other, rule):
+                    warnings.append(f"rule {rule.id!r} is shadowed by deny rule {other.id!r}")
+                    break
+    seen: dict[str, str] = {}
+    for rule in document.rules:
+        key = rule.effect + rule.when.model_dump_json()
+        if key in seen:
+            warnings.append(f"rule {rule.id!r} repeats rule {seen[key]!r}")
+        seen.setdefault(key, rule.id)
+    return warnings

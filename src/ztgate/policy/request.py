@@ -1,0 +1,143 @@
+"""The plain facts policy decides on, converted once from the wire request.
+
+Nothing here does I/O; the converter reads the parsed body and headers already on the context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ztgate.context import Endpoint, RequestContext
+
+# The class of each endpoint as policy names it.
+ENDPOINT_NAMES = {
+    Endpoint.MESSAGES: "messages",
+    Endpoint.COUNT_TOKENS: "count_tokens",
+    Endpoint.MODELS: "models",
+    Endpoint.BATCHES: "batches",
+    Endpoint.FILES: "files",
+    Endpoint.SKILLS: "skills-admin",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRequest:
+    """One request (or one request inside a batch) as policy sees it."""
+
+    principal: str
+    issuer: str
+    groups: frozenset[str]
+    scopes: frozenset[str]
+    claims: Mapping[str, Any]
+    endpoint: str
+    method: str
+    model: str | None = None
+    skills: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()
+    mcp_servers: tuple[str, ...] = ()
+    betas: tuple[str, ...] = ()
+    stream: bool = False
+    max_tokens: int | None = None
+    thinking_budget: int | None = None
+    request_bytes: int = 0
+    findings: frozenset[str] = field(default_factory=frozenset)
+    label: str | None = None  # which request of a batch, for messages
+
+
+def from_context(ctx: RequestContext) -> list[PolicyRequest]:
+    """The request, or for a batch the batch itself followed by every request inside it."""
+    assert ctx.identity is not None
+    assert ctx.route is not None
+    identity = ctx.identity
+    betas = _betas(ctx.header(b"anthropic-beta"))
+    base = PolicyRequest(
+        principal=identity.principal,
+        issuer=identity.issuer_name,
+        groups=identity.groups,
+        scopes=identity.scopes,
+        claims=identity.claims,
+        endpoint=ENDPOINT_NAMES[ctx.route.endpoint],
+        method=ctx.method,
+        betas=betas,
+        request_bytes=ctx.bytes_in,
+    )
+    payload = ctx.payload or {}
+    if ctx.route.endpoint is Endpoint.BATCHES and ctx.route.action == "create":
+        inner = [
+            _with_params(base, item.get("params"), label=str(item.get("custom_id")))
+            for item in payload.get("requests", [])
+            if isinstance(item, dict)
+        ]
+        return [base, *inner]
+    if ctx.route.endpoint in (Endpoint.MESSAGES, Endpoint.COUNT_TOKENS):
+        return [_with_params(base, payload, label=None)]
+    return [base]
+
+
+def _with_params(base: PolicyRequest, params: object, label: str | None) -> PolicyRequest:
+    body: Mapping[str, Any] = params if isinstance(params, dict) else {}
+    model = body.get("model")
+    max_tokens = body.get("max_tokens")
+    return PolicyRequest(
+        principal=base.principal,
+        issuer=base.issuer,
+        groups=base.groups,
+        scopes=base.scopes,
+        claims=base.claims,
+        endpoint=base.endpoint,
+        method=base.method,
+        model=model if isinstance(model, str) else None,
+        skills=skills_of(body),
+        tools=tools_of(body),
+        mcp_servers=tuple(
+            s["url"] for s in _dicts(body.get("mcp_servers")) if isinstance(s.get("url"), str)
+        ),
+        betas=base.betas,
+        stream=body.get("stream") is True,
+        max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        thinking_budget=_thinking_budget(body.get("thinking")),
+        request_bytes=base.request_bytes,
+        findings=base.findings,
+        label=label,
+    )
+
+
+def skills_of(body: Mapping[str, Any]) -> tuple[str, ...]:
+    container = body.get("container")
+    if not isinstance(container, dict):
+        return ()
+    return tuple(
+        s["skill_id"] for s in _dicts(container.get("skills")) if isinstance(s.get("skill_id"), str)
+    )
+
+
+def tools_of(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """Server tools by ``type`` (``bash_20250124``), custom tools by ``name`` (``Bash``)."""
+    names = []
+    for tool in _dicts(body.get("tools")):
+        kind = tool.get("type")
+        if isinstance(kind, str) and kind != "custom":
+            names.append(kind)
+        elif isinstance(tool.get("name"), str):
+            names.append(tool["name"])
+        else:
+            names.append("<unnamed tool>")  # never matches an allow grant: fails closed
+    return tuple(names)
+
+
+def _dicts(value: object) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _thinking_budget(thinking: object) -> int | None:
+    if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int):
+        return int(thinking["budget_tokens"])
+    return None
+
+
+def _betas(header: bytes | None) -> tuple[str, ...]:
+    if not header:
+        return ()
+    return tuple(b.strip() for b in header.decode("latin-1").split(",") if b.strip())

@@ -1,0 +1,89 @@
+"""The live policy: loaded at start, reloaded on change or SIGHUP, swapped atomically.
+
+A reload builds a whole new :class:`Policy`; if the new file is invalid the old policy keeps
+deciding, the failure is logged and shown on ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from ztgate.policy.engine import Policy
+from ztgate.policy.loader import PolicyError, build_policy, load_policy_file
+
+log = logging.getLogger("ztgate.policy")
+
+
+class PolicySource:
+    def __init__(self, policy: Policy, path: Path | None, warnings: list[str]) -> None:
+        self.current = policy
+        self.path = path
+        self.warnings = warnings
+        self.last_error: str | None = None
+        self.loaded_at = time.time()
+        self._fingerprint = self._read_fingerprint()
+
+    @classmethod
+    def from_config(cls, setting: str | dict[str, Any]) -> PolicySource:
+        """From a file path (reloadable) or an inline document; raises PolicyError."""
+        if isinstance(setting, str):
+            policy, warnings = load_policy_file(setting)
+            source = cls(policy, Path(setting), warnings)
+        else:
+            policy, warnings = build_policy(setting, source="config policy")
+            source = cls(policy, None, warnings)
+        for warning in warnings:
+            log.warning("policy lint", extra={"event": "policy_lint", "warning": warning})
+        return source
+
+    def _read_fingerprint(self) -> bytes | None:
+        if self.path is None:
+            return None
+        try:
+            return hashlib.sha256(self.path.read_bytes()).digest()
+        except OSError:
+            return None
+
+    def reload(self) -> bool:
+        """Load the file again; True when a new policy is now deciding."""
+        if self.path is None:
+            return False
+        self._fingerprint = self._read_fingerprint()
+        try:
+            policy, warnings = load_policy_file(self.path)
+        except PolicyError as exc:
+            self.last_error = str(exc)
+            log.error(
+                "policy reload rejected; the previous policy keeps deciding",
+                extra={"event": "policy_reload_rejected", "error": str(exc)},
+            )
+            return False
+        self.current, self.warnings = policy, warnings
+        self.last_error = None
+        self.loaded_at = time.time()
+        log.warning(
+            "policy reloaded",
+            extra={"event": "policy_reloaded", "rules": len(policy.rules), "lint": warnings},
+        )
+        return True
+
+    async def watch(self, interval: float = 1.0) -> None:
+        """Reload whenever the file's content changes."""
+        while True:
+            await asyncio.sleep(interval)
+            if self.path is not None and self._read_fingerprint() != self._fingerprint:
+                self.reload()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "file": str(self.path) if self.path else None,
+            "rules": len(self.current.rules),
+            "loaded_at": self.loaded_at,
+            "last_error": self.last_error,
+            "warnings": self.warnings,
+        }
