@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,72 +12,17 @@ import httpx2 as httpx
 import pytest
 from click.testing import CliRunner
 
+from tests.processes import ZTGATE, GatewayProcesses
 from tests.stackrunner import RunningStack
 from ztgate.cli.main import cli
 from ztgate.devtools.stack import SIMULATOR_KEY
 
-ZTGATE = [sys.executable, "-m", "ztgate"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_config(stack: RunningStack, path: Path, port: int) -> Path:
-    path.write_text(
-        f"""
-listen: "127.0.0.1:{port}"
-upstream:
-  url: "{stack.stack.simulator.base_url}"
-  api_key: "${{SIM_KEY}}"
-identity:
-  issuers:
-    - name: demo
-      issuer: "{stack.stack.issuer.base_url}"
-      audiences: ["ztgate"]
-server:
-  graceful_shutdown: 10s
-policy:
-  rules: [{{id: everyone, effect: allow}}]
-"""
-    )
-    return path
-
 
 @pytest.fixture
 def serve(stack: RunningStack, tmp_path: Path) -> Iterator[object]:
-    processes: list[subprocess.Popen[str]] = []
-
-    def start(*args: str) -> tuple[subprocess.Popen[str], str]:
-        port = free_port()
-        config = write_config(stack, tmp_path / "ztgate.yaml", port)
-        process = subprocess.Popen(
-            [*ZTGATE, "serve", "--config", str(config), *args],
-            env={**os.environ, "SIM_KEY": SIMULATOR_KEY},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # workers share the group, so teardown can stop them all
-        )
-        processes.append(process)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    return process, url
-            except httpx.TransportError:
-                time.sleep(0.1)
-        process.kill()
-        raise AssertionError(f"ztgate did not become ready: {process.communicate()}")
-
-    yield start
-    for process in processes:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.communicate(timeout=10)
+    gateways = GatewayProcesses(stack, tmp_path)
+    yield gateways.start
+    gateways.stop_all()
 
 
 def test_every_command_has_help() -> None:

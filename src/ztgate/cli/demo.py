@@ -108,7 +108,29 @@ async def _calls(client: anthropic.AsyncAnthropic) -> None:
 async def _refusals(stack: LocalStack) -> None:
     import anthropic
 
-    _step("3. Calls without a valid token are refused")
+    _step("3. Policy decides every request")
+    async with anthropic.AsyncAnthropic(
+        base_url=stack.gateway_url, auth_token=stack.token("demo/alice"), max_retries=0
+    ) as client:
+        try:
+            await client.messages.create(
+                model=DEMO_MODEL,
+                max_tokens=256,
+                tools=[
+                    {
+                        "type": "computer_20250124",
+                        "name": "computer",
+                        "display_width_px": 1024,
+                        "display_height_px": 768,
+                    }
+                ],
+                messages=[{"role": "user", "content": "Click the button"}],
+            )
+        except anthropic.PermissionDeniedError as exc:
+            error = exc.body["error"]["message"]  # type: ignore[index]
+            click.echo(f"  computer use  -> {exc.status_code} {error}")
+
+    _step("4. Calls without a valid token are refused")
     async with (
         aiohttp.ClientSession() as http,
         http.post(f"{stack.gateway_url}/v1/messages", json={}) as response,
@@ -129,7 +151,7 @@ async def _refusals(stack: LocalStack) -> None:
 def _upstream_view(stack: LocalStack, token: str) -> None:
     from ztgate.devtools.stack import SIMULATOR_KEY
 
-    _step("4. What the upstream saw")
+    _step("5. What the upstream saw")
     seen = [r for r in stack.simulator.received if r.path.startswith("/v1/messages")]
     keys = {r.headers.get("x-api-key") for r in seen}
     leaked = any(token in " ".join(r.headers.values()) for r in seen)

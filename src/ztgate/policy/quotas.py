@@ -16,6 +16,8 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from ztgate.errors import RateLimited, ServiceUnavailable
 from ztgate.policy.decision import LimitCheck
@@ -55,8 +57,14 @@ class MemoryCounters:
 
 class RedisCounters:
     def __init__(self, url: str) -> None:
+        # One immediate retry on a broken connection: after a Redis restart, pooled connections
+        # are dead, and the first command should reconnect rather than refuse a request.
         self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, retry_on_timeout=False
+            url,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[redis.exceptions.ConnectionError],
         )
 
     async def add(self, items: Sequence[tuple[str, int, int]]) -> list[int]:

@@ -1,0 +1,80 @@
+"""`ztgate serve` as real processes, wired to a running stack's issuer and upstream simulator."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+
+from tests.stackrunner import RunningStack
+from ztgate.devtools.stack import SIMULATOR_KEY
+
+ZTGATE = [sys.executable, "-m", "ztgate"]
+ALLOW_ALL = "policy:\n  rules: [{id: everyone, effect: allow}]\n"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class GatewayProcesses:
+    """Starts gateways as operators do and stops every one of them (and their workers)."""
+
+    def __init__(self, stack: RunningStack, workdir: Path) -> None:
+        self._stack = stack
+        self._workdir = workdir
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def config(self, port: int, extra: str = ALLOW_ALL) -> Path:
+        path = self._workdir / f"ztgate-{port}.yaml"
+        path.write_text(
+            f'listen: "127.0.0.1:{port}"\n'
+            "upstream:\n"
+            f'  url: "{self._stack.stack.simulator.base_url}"\n'
+            '  api_key: "${SIM_KEY}"\n'
+            "identity:\n"
+            "  issuers:\n"
+            "    - name: demo\n"
+            f'      issuer: "{self._stack.stack.issuer.base_url}"\n'
+            '      audiences: ["ztgate"]\n'
+            "server:\n"
+            "  graceful_shutdown: 10s\n" + extra
+        )
+        return path
+
+    def start(self, *args: str, extra: str = ALLOW_ALL) -> tuple[subprocess.Popen[str], str]:
+        port = free_port()
+        process = subprocess.Popen(
+            [*ZTGATE, "serve", "--config", str(self.config(port, extra)), *args],
+            env={**os.environ, "SIM_KEY": SIMULATOR_KEY},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # workers share the group, so teardown can stop them all
+        )
+        self.processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    return process, url
+            except httpx.TransportError:
+                time.sleep(0.1)
+        process.kill()
+        raise AssertionError(f"ztgate did not become ready: {process.communicate()}")
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
