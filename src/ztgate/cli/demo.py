@@ -113,9 +113,10 @@ async def _refusals(stack: LocalStack) -> None:
         base_url=stack.gateway_url, auth_token=stack.token("demo/alice"), max_retries=0
     ) as client:
         try:
-            await client.messages.create(
+            await client.beta.messages.create(
                 model=DEMO_MODEL,
                 max_tokens=256,
+                betas=["computer-use-2025-01-24"],
                 tools=[
                     {
                         "type": "computer_20250124",

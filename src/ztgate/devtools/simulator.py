@@ -3,6 +3,8 @@
 The simulator speaks the Claude API as the official SDK expects it (JSON bodies, the error
 envelope, SSE framing, pagination shapes, absolute batch `results_url`s) and answers
 deterministically, so a test can check that what reached "upstream" is what it echoes back.
+Requests that load skills or use code execution get a container, which a later request may
+name again by id (only ids the simulator created).
 Named scenarios (see `Scenario`) produce failures a gateway must survive: error statuses,
 slow, broken, truncated or hanging streams.
 
@@ -60,6 +62,7 @@ _JSON_FRAGMENT: Final = 12  # characters per input_json_delta
 _MIDSTREAM_DELTAS: Final = 2  # deltas sent before a mid-stream failure
 _LONG_STREAM_WORDS: Final = 600  # about 200 text deltas for sim-slow-long
 _REPLY_ECHO: Final = 200
+_CONTAINER_LIFETIME: Final = timedelta(days=30)
 _REQUEST_ID: Final = web.RequestKey("request_id", str)
 
 
@@ -451,6 +454,28 @@ def _apply_stop_sequences(text: str, body: JSONObject) -> tuple[str, str | None]
     return text[:position], sequence
 
 
+def _uses_code_execution(body: JSONObject) -> bool:
+    tools = body.get("tools")
+    return any(
+        isinstance(tool, dict) and str(tool.get("type", "")).startswith("code_execution_")
+        for tool in (tools if isinstance(tools, list) else [])
+    )
+
+
+def _container_skills(spec: object) -> list[JSONObject]:
+    """The skills a `container` object asks for, as the response lists them."""
+    skills = spec.get("skills") if isinstance(spec, dict) else None
+    return [
+        {
+            "type": skill.get("type"),
+            "skill_id": skill.get("skill_id"),
+            "version": skill.get("version", "latest"),
+        }
+        for skill in (skills if isinstance(skills, list) else [])
+        if isinstance(skill, dict)
+    ]
+
+
 def _usage(input_tokens: int, output_tokens: int) -> JSONObject:
     return {
         "input_tokens": input_tokens,
@@ -532,8 +557,9 @@ def _empty_block(block: JSONObject) -> JSONObject:
 def _stream_events(message: JSONObject, *, ping_between_deltas: bool = False) -> list[_Event]:
     """The documented event sequence that streams `message`."""
     usage = message["usage"]
+    container = message.get("container")
     start = {
-        **message,
+        **{key: value for key, value in message.items() if key != "container"},
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
@@ -566,6 +592,8 @@ def _stream_events(message: JSONObject, *, ping_between_deltas: bool = False) ->
         )
     }
     stop = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
+    if container is not None:  # the container comes with the final delta, as the API sends it
+        stop["container"] = container
     events.append(("message_delta", {"type": "message_delta", "delta": stop, "usage": final_usage}))
     events.append(("message_stop", {"type": "message_stop"}))
     return events
@@ -696,6 +724,7 @@ class UpstreamSimulator:
         self._stopping = asyncio.Event()
         self._files: dict[str, _StoredFile] = {}
         self._batches: dict[str, _Batch] = {}
+        self._containers: dict[str, JSONObject] = {}
         self._skills: dict[str, _Skill] = {}
         for skill_id, display_name, description in _ANTHROPIC_SKILLS:
             self._add_skill(
@@ -879,8 +908,31 @@ class UpstreamSimulator:
                 return _drop_connection(request)
             if scenario is Scenario.FAIL_MIDSTREAM:
                 raise _ApiError(*_SCENARIO_ERRORS[Scenario.ERROR_529])
-            return _json_response(_build_message(body, scenario))
-        return await self._stream(request, _build_message(body, scenario), scenario)
+            return _json_response(self._with_container(_build_message(body, scenario), body))
+        message = self._with_container(_build_message(body, scenario), body)
+        return await self._stream(request, message, scenario)
+
+    def _with_container(self, message: JSONObject, body: JSONObject) -> JSONObject:
+        """Add the container the request runs in, like the API: the one it names by id (which
+        must be ours), else a new one when it loads skills or uses code execution."""
+        requested = body.get("container")
+        if requested is not None and not isinstance(requested, str | dict):
+            raise _invalid("container: Input should be a valid string or object")
+        reused = requested.get("id") if isinstance(requested, dict) else requested
+        skills = _container_skills(requested)
+        if reused is not None:
+            container = self._containers.get(str(reused))
+            if container is None:
+                raise _invalid(f"container: container {reused} not found")
+            if skills:
+                container["skills"] = skills
+        elif skills or _uses_code_execution(body):
+            expires = _rfc3339(_now() + _CONTAINER_LIFETIME)
+            container = {"id": _new_id("container_"), "expires_at": expires, "skills": skills}
+            self._containers[container["id"]] = container
+        else:
+            return message
+        return {**message, "container": dict(container)}
 
     async def _stream(
         self, request: web.Request, message: JSONObject, scenario: Scenario | None
