@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socketserver
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
 import anthropic
+import httpx2 as httpx
 import orjson
 import pytest
 
@@ -162,3 +165,31 @@ async def test_unreachable_upstream_is_502() -> None:
     assert status == 502
     assert_envelope(doc, "api_error", headers)
     assert "sk-ant" not in doc["error"]["message"]
+
+
+class _TruncatingUpstream(socketserver.BaseRequestHandler):
+    """Promises 1000 bytes of a download, sends 10, and hangs up."""
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+        self.request.sendall(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
+            b"content-length: 1000\r\n\r\n0123456789"
+        )
+
+
+def test_download_broken_by_the_upstream_is_not_passed_off_as_complete() -> None:
+    upstream = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _TruncatingUpstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    running = RunningStack(upstream={"url": f"http://127.0.0.1:{upstream.server_address[1]}"})
+    try:
+        with pytest.raises(httpx.TransportError):
+            httpx.get(
+                running.url + "/v1/files/file_1/content",
+                headers={"authorization": f"Bearer {running.token()}"},
+                timeout=10,
+            )
+    finally:
+        running.close()
+        upstream.shutdown()
+        upstream.server_close()

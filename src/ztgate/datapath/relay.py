@@ -85,12 +85,14 @@ async def relay_json(
 
 
 async def relay_raw(ctx: RequestContext, response: UpstreamResponse, responder: Responder) -> None:
-    """Pass bytes through. A failure after the first byte can only be told by closing."""
+    """Pass bytes through. A failure after the first byte can only be told by closing: the
+    response is left unfinished, so the server drops the connection and the caller sees a
+    truncated transfer rather than a complete-looking file."""
     await responder.start(response.status, caller_response_headers(response.headers))
     try:
         async for chunk in response.iter_chunks():
             await responder.body(chunk)
     except (UpstreamBroken, TimeoutError):
         ctx.stream_end = StreamEnd.UPSTREAM_BROKEN
-        raise
+        return
     await responder.body(b"", more=False)
