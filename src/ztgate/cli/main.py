@@ -10,6 +10,7 @@ import click
 
 from ztgate import __version__
 from ztgate.cli.demo import demo
+from ztgate.cli.policy import policy
 from ztgate.cli.token import token
 from ztgate.config import ConfigError, GatewayConfig, load_config
 from ztgate.datapath.app import CONFIG_ENV
@@ -72,6 +73,7 @@ def serve(config_path: Path | None, workers: int | None) -> None:
 
 
 cli.add_command(demo)
+cli.add_command(policy)
 cli.add_command(token)
 
 

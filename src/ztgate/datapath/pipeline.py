@@ -92,7 +92,8 @@ class Pipeline:
     async def _parse(self, ctx: RequestContext, receive: Receive) -> bytes | BodyStream:
         assert ctx.route is not None
         if ctx.route.body is Body.UPLOAD:
-            declared_length(ctx.headers, self._server.max_upload_body)
+            # Policy sees the declared size; the stream enforces the bound as bytes arrive.
+            ctx.bytes_in = declared_length(ctx.headers, self._server.max_upload_body) or 0
             return BodyStream(receive, self._server.max_upload_body)
         declared_length(ctx.headers, self._server.max_json_body)
         ctx.body = await read_body(receive, self._server.max_json_body)

@@ -52,11 +52,16 @@ class Conditions(_Strict):
                     raise ValueError(f"{pattern!r} is not a valid pattern")
         return value
 
-    @field_validator("groups", "issuers", "scopes", "findings", "endpoints", "methods")
+    @field_validator(
+        "groups", "issuers", "scopes", "findings", "endpoints", "methods", *_GLOB_FIELDS
+    )
     @classmethod
     def _non_empty(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
-            raise ValueError("an empty list matches nothing; omit the condition instead")
+            raise ValueError(
+                "an empty list is ambiguous; omit the condition (an allow rule that names no "
+                "tools, skills or MCP servers grants none)"
+            )
         return value
 
 

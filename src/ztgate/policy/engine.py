@@ -24,23 +24,48 @@ _ANY = "*"
 
 
 def _globs(patterns: Sequence[str]) -> Callable[[str], bool]:
+    if not patterns:
+        return lambda value: False  # an empty alternation would match everything
     regex = re.compile("|".join(f"(?:{translate(p)})" for p in patterns))
     return lambda value: regex.match(value) is not None
 
 
-def _grant(
-    patterns: Sequence[str] | None, values: Callable[[PolicyRequest], Sequence[str]]
-) -> _Test:
+def _url_globs(patterns: Sequence[str]) -> Callable[[str], bool]:
+    """URL patterns match scheme, host and path separately, so ``https://*.acme.com/*`` can
+    never match ``https://evil.com/x.acme.com/sse``: a ``*`` in the host stays in the host."""
+    compiled = []
+    for pattern in patterns:
+        scheme, host, path = _url_parts(pattern)
+        compiled.append((_globs([scheme]), _globs([host]), _globs([path or "/"])))
+
+    def test(url: str) -> bool:
+        scheme, host, path = _url_parts(url)
+        return any(s(scheme) and h(host) and p(path or "/") for s, h, p in compiled)
+
+    return test
+
+
+def _url_parts(url: str) -> tuple[str, str, str]:
+    scheme, _, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    return scheme.lower(), host.lower(), slash + path
+
+
+_Values = Callable[[PolicyRequest], Sequence[str]]
+_Matcher = Callable[[Sequence[str]], Callable[[str], bool]]
+
+
+def _grant(patterns: Sequence[str] | None, values: _Values, matcher: _Matcher = _globs) -> _Test:
     """Allow rules: every requested item must be named; naming nothing grants nothing."""
     if patterns is None:
         return lambda req: not values(req)
-    match = _globs(patterns)
+    match = matcher(patterns)
     return lambda req: all(match(v) for v in values(req))
 
 
-def _trigger(patterns: Sequence[str], values: Callable[[PolicyRequest], Sequence[str]]) -> _Test:
+def _trigger(patterns: Sequence[str], values: _Values, matcher: _Matcher = _globs) -> _Test:
     """Deny and review rules: any requested item that is named sets the rule off."""
-    match = _globs(patterns)
+    match = matcher(patterns)
     return lambda req: any(match(v) for v in values(req))
 
 
@@ -78,16 +103,16 @@ def _tests(when: Conditions, effect: str, scope_prefix: str) -> list[_Test]:
             tests.append(lambda req: req.model is None or model(req.model))
         else:
             tests.append(lambda req: req.model is not None and model(req.model))
-    capabilities: list[tuple[list[str] | None, Callable[[PolicyRequest], Sequence[str]]]] = [
-        (when.skills, lambda req: req.skills),
-        (when.tools, lambda req: req.tools),
-        (when.mcp_servers, lambda req: req.mcp_servers),
+    capabilities: list[tuple[list[str] | None, _Values, _Matcher]] = [
+        (when.skills, lambda req: req.skills, _globs),
+        (when.tools, lambda req: req.tools, _globs),
+        (when.mcp_servers, lambda req: req.mcp_servers, _url_globs),
     ]
-    for patterns, values in capabilities:
+    for patterns, values, matcher in capabilities:
         if allow:
-            tests.append(_grant(patterns, values))
+            tests.append(_grant(patterns, values, matcher))
         elif patterns is not None:
-            tests.append(_trigger(patterns, values))
+            tests.append(_trigger(patterns, values, matcher))
     if when.betas is not None:
         betas: list[str] = when.betas
         tests.append(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ztgate.context import Endpoint, RequestContext
+from ztgate.errors import InvalidRequest
 
 # The class of each endpoint as policy names it.
 ENDPOINT_NAMES = {
@@ -51,7 +52,7 @@ def from_context(ctx: RequestContext) -> list[PolicyRequest]:
     assert ctx.identity is not None
     assert ctx.route is not None
     identity = ctx.identity
-    betas = _betas(ctx.header(b"anthropic-beta"))
+    betas = _betas([value for name, value in ctx.headers if name == b"anthropic-beta"])
     base = PolicyRequest(
         principal=identity.principal,
         issuer=identity.issuer_name,
@@ -65,15 +66,24 @@ def from_context(ctx: RequestContext) -> list[PolicyRequest]:
     )
     payload = ctx.payload or {}
     if ctx.route.endpoint is Endpoint.BATCHES and ctx.route.action == "create":
-        inner = [
-            _with_params(base, item.get("params"), label=str(item.get("custom_id")))
-            for item in payload.get("requests", [])
-            if isinstance(item, dict)
-        ]
-        return [base, *inner]
+        return [base, *(_with_params(base, params, label) for label, params in _batch(payload))]
     if ctx.route.endpoint in (Endpoint.MESSAGES, Endpoint.COUNT_TOKENS):
         return [_with_params(base, payload, label=None)]
     return [base]
+
+
+def _batch(payload: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Every request of a batch; a malformed batch is refused, never partly decided."""
+    items = payload.get("requests")
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest("requests: a batch needs a non-empty list of requests")
+    batch = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("params"), dict):
+            raise InvalidRequest(f"requests.{index}.params: must be an object")
+        custom_id = item.get("custom_id")
+        batch.append((custom_id if isinstance(custom_id, str) else f"#{index}", item["params"]))
+    return batch
 
 
 def _with_params(base: PolicyRequest, params: object, label: str | None) -> PolicyRequest:
@@ -96,7 +106,7 @@ def _with_params(base: PolicyRequest, params: object, label: str | None) -> Poli
         ),
         betas=base.betas,
         stream=body.get("stream") is True,
-        max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        max_tokens=max_tokens if _is_int(max_tokens) else None,
         thinking_budget=_thinking_budget(body.get("thinking")),
         request_bytes=base.request_bytes,
         findings=base.findings,
@@ -131,13 +141,18 @@ def _dicts(value: object) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _thinking_budget(thinking: object) -> int | None:
-    if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int):
+    if isinstance(thinking, dict) and _is_int(thinking.get("budget_tokens")):
         return int(thinking["budget_tokens"])
     return None
 
 
-def _betas(header: bytes | None) -> tuple[str, ...]:
-    if not header:
-        return ()
-    return tuple(b.strip() for b in header.decode("latin-1").split(",") if b.strip())
+def _betas(headers: list[bytes]) -> tuple[str, ...]:
+    """Every value of every ``anthropic-beta`` line: all of them are forwarded upstream."""
+    return tuple(
+        b.strip() for header in headers for b in header.decode("latin-1").split(",") if b.strip()
+    )

@@ -1,0 +1,348 @@
+"""``ztgate policy``: check, test and explain policy files, so that policy is reviewed like code.
+
+Every command decides with the gateway's own engine (``ztgate.policy``) on the context the
+gateway would build; see ``docs/policy.md`` for the language and the case-table format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import yaml
+
+from ztgate.config import ConfigError, GatewayConfig, IssuerConfig, load_config
+from ztgate.policy.cases import (
+    CaseError,
+    Explanation,
+    RequestExplanation,
+    build_context,
+    build_identity,
+    describe_limit,
+    explain,
+    load_case_table,
+    parse_identity,
+    parse_request,
+    request_facts,
+    run_case,
+)
+from ztgate.policy.engine import Policy
+from ztgate.policy.loader import PolicyError, build_policy, load_policy_file
+from ztgate.policy.request import PolicyRequest
+
+# Exit codes: 0 as expected, 1 the policy or a case is wrong, 2 the command could not run.
+_WRONG = 1
+_CANNOT_RUN = 2
+
+_CONFIG_HELP = (
+    "Gateway config: its identity.issuers turn claims into groups and scopes as the gateway "
+    "does. It is loaded as `ztgate serve` loads it, so the variables it names must be set (any "
+    "value does for the upstream key)."
+)
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Check, test and explain policy files.",
+)
+def policy() -> None:
+    """Check, test and explain policy files (the language: docs/policy.md).
+
+    \b
+      ztgate policy check policy.yaml
+      ztgate policy test policy.yaml cases.yaml
+      ztgate policy explain --policy policy.yaml --claims who.json --request what.json
+    """
+
+
+@policy.command(short_help="Validate and lint a policy file.")
+@click.argument("file", type=_FILE)
+@click.option("--strict", is_flag=True, help="Exit 1 on lint warnings too, not only on errors.")
+def check(file: Path, strict: bool) -> None:
+    """Validate and lint a policy file: unknown keys, bad globs, duplicate ids, rules that can
+    never take effect. The file is the one `policy:` in the config points at, with a top-level
+    `policy:` key (docs/policy.md).
+
+    Prints `ok: N rules` and each warning; exits 0 when the policy is valid (1 with --strict
+    and warnings), 1 with the errors, naming rule and key, when it is not.
+
+    \b
+      ztgate policy check --strict examples/policy/policy.yaml
+    """
+    try:
+        compiled, warnings = load_policy_file(file)
+    except PolicyError as exc:
+        _fail(str(exc), _WRONG)
+    click.echo(f"ok: {_count(len(compiled.rules), 'rule')}")
+    for warning in warnings:
+        click.echo(f"warning: {warning}")
+    if strict and warnings:
+        _fail(f"{_count(len(warnings), 'warning')} and --strict", _WRONG)
+
+
+@policy.command("test", short_help="Run a table of test cases against a policy file.")
+@click.argument("file", type=_FILE)
+@click.argument("cases", type=_FILE)
+@click.option("--config", "config_path", type=_FILE, help=_CONFIG_HELP)
+def run_tests(file: Path, cases: Path, config_path: Path | None) -> None:
+    """Run a table of cases against a policy file, like unit tests, for CI pipelines.
+
+    Each case names an identity, a request and the expected effect (and, optionally, a rule
+    among those that decided, a reason and a max_tokens cap); docs/policy.md describes the
+    table and examples/policy/cases.yaml is one. Identities with claims alone need --config.
+
+    Prints PASS or FAIL per case and a summary; exits 1 when a case fails, 2 when the policy,
+    the table or the config cannot be used.
+
+    \b
+      ztgate policy test policy.yaml cases.yaml
+      ztgate policy test policy.yaml cases-from-claims.yaml --config ztgate.yaml
+    """
+    compiled = _policy_or_exit(file)
+    try:
+        table = load_case_table(cases)
+    except CaseError as exc:
+        _fail(str(exc), _CANNOT_RUN)
+    issuers = _issuers(config_path)
+    if issuers is None:
+        derived = [i for i, c in enumerate(table.cases) if c.identity.derived]
+        if derived:
+            first = table.cases[derived[0]]
+            _fail(
+                f"cases[{derived[0]}] {first.name!r}: identity: claims alone need --config, "
+                f"to find the issuer of their iss ({_count(len(derived), 'case')})",
+                _CANNOT_RUN,
+            )
+    failed = 0
+    for case in table.cases:
+        result = run_case(compiled, case, issuers)
+        if result.passed:
+            click.echo(f"PASS {case.name}")
+        else:
+            failed += 1
+            click.echo(f"FAIL {case.name}: {result.detail}")
+    total = len(table.cases)
+    click.echo(f"{total - failed} passed, {failed} failed ({_count(total, 'case')})")
+    if failed:
+        sys.exit(_WRONG)
+
+
+@policy.command("explain", short_help="Explain the decision for one request.")
+@click.option("--policy", "policy_path", type=_FILE, help="Policy file (default: the config's).")
+@click.option(
+    "--claims",
+    "claims_path",
+    type=_FILE,
+    required=True,
+    help="JSON: {issuer, subject, groups, scopes, claims}, or a token's raw claims (with iss; "
+    "needs --config).",
+)
+@click.option(
+    "--request",
+    "request_path",
+    type=_FILE,
+    required=True,
+    help="JSON: {method, path, headers, body}.",
+)
+@click.option("--config", "config_path", type=_FILE, help=_CONFIG_HELP)
+@click.option("-v", "--verbose", is_flag=True, help="Also the rules that did not match, and why.")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+def explain_command(
+    policy_path: Path | None,
+    claims_path: Path,
+    request_path: Path,
+    config_path: Path | None,
+    verbose: bool,
+    as_json: bool,
+) -> None:
+    """Print the decision for one request and the rules that made it (docs/policy.md).
+
+    \b
+      ztgate policy explain --policy policy.yaml --claims ci.json --request bash.json
+      ztgate policy explain --config ztgate.yaml --claims token-claims.json \\
+          --request req.json --verbose
+
+    \b
+    ci.json:   {"issuer": "github", "subject": "repo:acme/app:ref:refs/heads/main",
+                "groups": ["ci"], "claims": {"repository_owner": "acme"}}
+    bash.json: {"method": "POST", "path": "/v1/messages",
+                "body": {"model": "claude-haiku-5-5", "max_tokens": 100,
+                         "tools": [{"type": "bash_20250124", "name": "bash"}],
+                         "messages": [{"role": "user", "content": "hi"}]}}
+    """
+    config = _config_or_exit(config_path) if config_path is not None else None
+    if policy_path is not None:
+        compiled = _policy_or_exit(policy_path)
+    elif config is not None:
+        compiled = _config_policy_or_exit(config)
+    else:
+        raise click.UsageError("give --policy FILE, or --config FILE to use the config's policy")
+    try:
+        identity_spec = parse_identity(_read_data(claims_path), source=str(claims_path))
+        request_spec = parse_request(_read_data(request_path), source=str(request_path))
+        issuers = None if config is None else config.identity.issuers
+        ctx = build_context(build_identity(identity_spec, issuers), request_spec)
+    except CaseError as exc:
+        _fail(str(exc), _CANNOT_RUN)
+    explanation = explain(compiled, ctx)
+    assert ctx.identity is not None
+    who = {
+        "principal": ctx.identity.principal,
+        "issuer": ctx.identity.issuer_name,
+        "groups": sorted(ctx.identity.groups),
+        "scopes": sorted(ctx.identity.scopes),
+    }
+    if as_json:
+        click.echo(json.dumps(_explanation_data(explanation, who, verbose), indent=2))
+    else:
+        _print_explanation(explanation, who, verbose)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"ztgate policy: {message}", err=True)
+    sys.exit(code)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _policy_or_exit(path: Path) -> Policy:
+    try:
+        compiled, _warnings = load_policy_file(path)
+    except PolicyError as exc:
+        _fail(str(exc), _CANNOT_RUN)
+    return compiled
+
+
+def _config_or_exit(path: Path) -> GatewayConfig:
+    try:
+        return load_config(path, os.environ)
+    except ConfigError as exc:
+        _fail(str(exc), _CANNOT_RUN)
+
+
+def _config_policy_or_exit(config: GatewayConfig) -> Policy:
+    """The policy the gateway would serve with this config: its file, or the inline one."""
+    try:
+        if isinstance(config.policy, str):
+            return load_policy_file(config.policy)[0]
+        return build_policy(config.policy, source="config policy")[0]
+    except PolicyError as exc:
+        _fail(str(exc), _CANNOT_RUN)
+
+
+def _issuers(config_path: Path | None) -> Sequence[IssuerConfig] | None:
+    return None if config_path is None else _config_or_exit(config_path).identity.issuers
+
+
+def _read_data(path: Path) -> Any:
+    """JSON, or YAML for .yaml and .yml files."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CaseError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise CaseError(f"{path} is not valid {path.suffix[1:].upper() or 'JSON'}: {exc}") from exc
+
+
+def _explanation_data(
+    explanation: Explanation, who: dict[str, Any], verbose: bool
+) -> dict[str, Any]:
+    decision = explanation.decision
+    return {
+        "decision": {
+            "effect": decision.effect.value,
+            "reason": decision.reason,
+            "rule_ids": list(decision.rule_ids),
+            "max_tokens": decision.max_tokens,
+            "limits": [
+                {
+                    "owner": c.owner,
+                    "metric": c.metric,
+                    "window": c.window,
+                    "limit": c.limit,
+                    "rule_id": c.rule_id,
+                }
+                for c in decision.limits
+            ],
+        },
+        "identity": who,
+        "requests": [_request_data(part, verbose) for part in explanation.requests],
+    }
+
+
+def _request_data(part: RequestExplanation, verbose: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "facts": request_facts(part.request),
+        "matched": [{"id": r.id, "effect": r.effect} for r in part.matched],
+    }
+    if verbose:
+        data["not_matched"] = [
+            {
+                "id": r.id,
+                "effect": r.effect,
+                "unmet": [
+                    {"condition": u.condition, "rule": u.rule, "request": u.request}
+                    for u in r.unmet
+                ],
+            }
+            for r in part.not_matched
+        ]
+        data["not_considered"] = part.not_considered
+    return data
+
+
+def _print_explanation(explanation: Explanation, who: dict[str, Any], verbose: bool) -> None:
+    decision = explanation.decision
+    click.echo(f"decision: {decision.effect.value}")
+    click.echo(f"reason:   {decision.reason}")
+    click.echo(f"rules:    {', '.join(decision.rule_ids) or '(none: the default applies)'}")
+    if decision.max_tokens is not None:
+        click.echo(f"max_tokens cap: {decision.max_tokens}")
+    for check in decision.limits:
+        click.echo(f"limit:    {describe_limit(check)}")
+    groups = ", ".join(who["groups"]) or "none"
+    click.echo(f"identity: {who['principal']} (groups: {groups})")
+    for part in explanation.requests:
+        req = part.request
+        if len(explanation.requests) > 1:
+            click.echo(f"\n{'batch' if req.label is None else f'batch request {req.label!r}'}:")
+        click.echo(f"request:  {_facts_line(req)}")
+        click.echo("matched:" if part.matched else "matched:  no rule")
+        for rule in part.matched:
+            click.echo(f"  {rule.effect:<6} {rule.id}")
+        if verbose:
+            click.echo("not matched:" if part.not_matched else "not matched: no other candidate")
+            for rule in part.not_matched:
+                click.echo(f"  {rule.effect:<6} {rule.id}")
+                for unmet in rule.unmet:
+                    click.echo(f"           {unmet}")
+            if part.not_considered:
+                click.echo(
+                    f"not considered: {_count(part.not_considered, 'rule')} for other "
+                    "endpoints or groups"
+                )
+
+
+def _facts_line(req: PolicyRequest) -> str:
+    """``endpoint=messages method=POST model=... tools=[bash_20250124]``: what policy saw."""
+    shown = []
+    for key, value in request_facts(req).items():
+        if key == "label" or value in (None, [], False):
+            continue
+        if isinstance(value, list):
+            shown.append(f"{key}=[{', '.join(value)}]")
+        else:
+            shown.append(f"{key}={'true' if value is True else value}")
+    return " ".join(shown)
