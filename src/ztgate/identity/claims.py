@@ -51,6 +51,13 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+def claim_strings(claims: Mapping[str, Any], path: str) -> list[str]:
+    """The claim at a dotted path as the strings patterns are matched against."""
+    if "." not in path:  # the common case, on the policy hot path
+        return _strings(claims.get(path))
+    return _strings(claim_at(claims, path))
+
+
 def matches(value: Any, pattern: ClaimPattern) -> bool:
     patterns = [pattern] if isinstance(pattern, str) else pattern
     return any(fnmatchcase(v, p) for v in _strings(value) for p in patterns)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 
 class Effect(StrEnum):
@@ -14,9 +13,9 @@ class Effect(StrEnum):
     REVIEW = "review"
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class LimitCheck:
-    """A counter a request must fit in: ``owner`` is ``principal:...`` or ``group:...``."""
+class LimitCheck(NamedTuple):
+    """A counter a request must fit in: ``owner`` is ``principal:...`` or ``group:...``.
+    (A named tuple: decisions are built on the hot path, and tuples are cheap to make.)"""
 
     owner: str
     metric: Literal["requests", "tokens"]
@@ -25,8 +24,7 @@ class LimitCheck:
     rule_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     effect: Effect
     reason: str
     rule_ids: tuple[str, ...] = ()
@@ -34,7 +32,7 @@ class Decision:
     limits: tuple[LimitCheck, ...] = ()
 
     def for_batch_request(self, label: str) -> Decision:
-        return replace(self, reason=f"batch request {label!r}: {self.reason}")
+        return self._replace(reason=f"batch request {label!r}: {self.reason}")
 
     @staticmethod
     def combine_allows(decisions: Sequence[Decision]) -> Decision:
