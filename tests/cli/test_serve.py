@@ -117,6 +117,7 @@ def test_log_lines_are_json_without_tokens_or_keys(serve: object, stack: Running
     assert lines, stderr
     assert '"subject":"demo/alice"' in lines[-1]
     assert '"status":200' in lines[-1]
+    assert '"decision":"allow","rule_ids":["everyone"]' in lines[-1]
     assert token not in stderr
     assert SIMULATOR_KEY not in stderr
     assert "a slow story" not in stderr
