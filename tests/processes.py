@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 
@@ -78,3 +79,19 @@ class GatewayProcesses:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.communicate(timeout=10)
+
+
+def slow_story(client: httpx.Client, url: str, token: str) -> Any:
+    """A streamed request the simulator answers slowly (50 ms an event): one in flight."""
+    return client.stream(
+        "POST",
+        url + "/v1/messages",
+        headers={"authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"},
+        json={
+            "model": "sim-slow",
+            "max_tokens": 64,
+            "stream": True,
+            "messages": [{"role": "user", "content": "a slow story"}],
+        },
+        timeout=30,
+    )

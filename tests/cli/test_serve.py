@@ -12,7 +12,7 @@ import httpx2 as httpx
 import pytest
 from click.testing import CliRunner
 
-from tests.processes import ZTGATE, GatewayProcesses
+from tests.processes import ZTGATE, GatewayProcesses, slow_story
 from tests.stackrunner import RunningStack
 from ztgate.cli.main import cli
 from ztgate.devtools.stack import SIMULATOR_KEY
@@ -63,37 +63,12 @@ def test_serve_refuses_an_invalid_config_naming_the_key(tmp_path: Path) -> None:
     assert "sk-test" not in result.stderr
 
 
-def _stream(url: str, token: str) -> httpx.Response:
-    return httpx.post(
-        url + "/v1/messages",
-        headers={"authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"},
-        json={
-            "model": "sim-slow",
-            "max_tokens": 64,
-            "stream": True,
-            "messages": [{"role": "user", "content": "a slow story"}],
-        },
-        timeout=30,
-    )
-
-
 def test_sigterm_lets_an_in_flight_stream_finish(serve: object, stack: RunningStack) -> None:
     process, url = serve()  # type: ignore[operator]
     token = stack.token()
     with (
         httpx.Client() as client,
-        client.stream(
-            "POST",
-            url + "/v1/messages",
-            headers={"authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"},
-            json={
-                "model": "sim-slow",
-                "max_tokens": 64,
-                "stream": True,
-                "messages": [{"role": "user", "content": "a slow story"}],
-            },
-            timeout=30,
-        ) as response,
+        slow_story(client, url, token) as response,
     ):
         chunks = response.iter_bytes()
         first = next(chunks)
@@ -109,8 +84,9 @@ def test_sigterm_lets_an_in_flight_stream_finish(serve: object, stack: RunningSt
 def test_log_lines_are_json_without_tokens_or_keys(serve: object, stack: RunningStack) -> None:
     process, url = serve()  # type: ignore[operator]
     token = stack.token()
-    response = _stream(url, token)
-    assert response.status_code == 200
+    with httpx.Client() as client, slow_story(client, url, token) as response:
+        assert response.status_code == 200
+        response.read()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=15)
     lines = [line for line in stderr.splitlines() if '"event":"request"' in line]

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx2 as httpx
 
-from tests.processes import ZTGATE, GatewayProcesses, free_port
+from tests.processes import ZTGATE, GatewayProcesses, free_port, slow_story
 from tests.stackrunner import RunningStack
 
 ALLOW = "policy:\n  rules: [{id: everyone, effect: allow}]\n"
@@ -59,18 +59,7 @@ def test_reload_on_change_keeps_streams_and_rejects_bad_files(
         loaded = policy_status(url)["loaded_at"]
         with (
             httpx.Client() as client,
-            client.stream(
-                "POST",
-                url + "/v1/messages",
-                headers={"authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"},
-                json={
-                    "model": "sim-slow",
-                    "max_tokens": 64,
-                    "stream": True,
-                    "messages": [{"role": "user", "content": "a slow story"}],
-                },
-                timeout=30,
-            ) as response,
+            slow_story(client, url, token) as response,
         ):
             chunks = response.iter_bytes()
             first = next(chunks)

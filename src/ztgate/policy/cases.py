@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import orjson
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -35,6 +34,7 @@ from ztgate.policy.decision import Decision, LimitCheck
 from ztgate.policy.document import Conditions, PolicyDocument, Rule
 from ztgate.policy.engine import Policy
 from ztgate.policy.request import PolicyRequest, from_context
+from ztgate.yamlfile import read_yaml
 
 _GRANTS = ("skills", "tools", "mcp_servers")
 _INDEXED = ("groups", "endpoints")  # enforced by the engine's index, not by a rule's tests
@@ -138,15 +138,7 @@ class CaseResult:
 
 def load_case_table(path: str | Path) -> CaseTable:
     """Read and validate a case table; raises :class:`CaseError` naming the case and key."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CaseError(f"cannot read the case table {path}: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CaseError(f"{path} is not valid YAML: {exc}") from exc
-    return parse_case_table(data, source=str(path))
+    return parse_case_table(read_yaml(path, "case table", CaseError), source=str(path))
 
 
 def parse_case_table(data: Any, *, source: str = "<cases>") -> CaseTable:

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from ztgate.policy.document import ENDPOINTS, Conditions, PolicyDocument, Rule
 from ztgate.policy.engine import Policy
+from ztgate.yamlfile import read_yaml
 
 _REQUEST_BODY_ENDPOINTS = {"messages", "count_tokens", "batches"}
 _BODY_TRIGGERS = (
@@ -25,15 +25,7 @@ class PolicyError(Exception):
 
 
 def load_policy_file(path: str | Path) -> tuple[Policy, list[str]]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"cannot read the policy file {path}: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path} is not valid YAML: {exc}") from exc
-    return build_policy(data, source=str(path))
+    return build_policy(read_yaml(path, "policy file", PolicyError), source=str(path))
 
 
 def build_policy(data: Any, *, source: str = "<policy>") -> tuple[Policy, list[str]]:
