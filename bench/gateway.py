@@ -5,7 +5,8 @@ Three paths serve the same request (``POST /v1/messages``, a small JSON body, a 
 1. direct: wrk -> nginx answering with a canned message (or a canned SSE stream);
 2. nginx pass-through: wrk -> nginx ``proxy_pass`` (upstream keep-alive) -> the canned upstream,
    the practical floor for one proxy hop;
-3. ztgate: wrk -> ``ztgate serve`` (one worker, token verification on) -> the canned upstream.
+3. ztgate: wrk -> ``ztgate serve`` (one worker, token verification and a 3-rule policy on)
+   -> the canned upstream.
 
 For each path it measures requests/s and p50/p99 latency with wrk at 32 connections and at 1,
 non-streaming and streaming; the time to the first SSE event at 1 connection with a raw-socket
@@ -278,6 +279,23 @@ def ztgate_config(port: int, upstream_port: int, jwks: Path, access_log: bool) -
         },
         # The per-request access line is written at INFO; `warning` keeps it off.
         "logging": {"level": "info" if access_log else "warning"},
+        # A small realistic policy, decided on every request: one grant and two denies.
+        "policy": {
+            "rules": [
+                {
+                    "id": "bench-haiku",
+                    "effect": "allow",
+                    "when": {
+                        "issuers": ["bench"],
+                        "endpoints": ["messages"],
+                        "models": ["claude-haiku-*"],
+                    },
+                    "limits": {"max_tokens": 4096},
+                },
+                {"id": "no-shell", "effect": "deny", "when": {"tools": ["bash_*", "Bash"]}},
+                {"id": "no-computer-use", "effect": "deny", "when": {"tools": ["computer_*"]}},
+            ]
+        },
     }
     return yaml.safe_dump(config, sort_keys=False)
 
@@ -760,7 +778,8 @@ def machine_lines(opts: Options, started: datetime) -> list[str]:
         f"{opts.warmup} s warm-up; {opts.rounds} rounds, paths interleaved (odd rounds in reverse "
         "order); **each cell is the best of the rounds** (highest req/s, lowest latency). "
         f"nginx: {opts.nginx_workers} worker per instance (canned upstream, pass-through proxy); "
-        "ztgate: one worker, token verification on, `logging.level: warning` (the access-log row "
+        "ztgate: one worker, token verification and a 3-rule policy on, `logging.level: warning` "
+        "(the access-log row "
         "uses `info`, written to a file). TTFE: raw-socket keep-alive client, "
         f"{opts.ttfe_requests} sequential requests after {opts.ttfe_warmup} unmeasured.",
     ]

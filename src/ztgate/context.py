@@ -60,7 +60,8 @@ class RequestContext:
     query_string: bytes
     headers: Headers
     client: str | None
-    base_url: str
+    scheme: str
+    public_url: str | None = None
     received_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
     route: Route | None = None
@@ -88,6 +89,13 @@ class RequestContext:
     @property
     def streaming(self) -> bool:
         return bool(self.payload and self.payload.get("stream") is True)
+
+    @property
+    def base_url(self) -> str:
+        """Where callers reach ztgate: the configured public URL, else this request's host."""
+        if self.public_url:
+            return self.public_url
+        return f"{self.scheme}://{(self.header(b'host') or b'localhost').decode('latin-1')}"
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:

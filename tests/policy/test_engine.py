@@ -852,7 +852,7 @@ def context(
         query_string=b"",
         headers=headers or [],
         client="127.0.0.1",
-        base_url="http://gateway.test",
+        scheme="http",
     )
     ctx.route = match_route(method, path)
     assert ctx.route is not None

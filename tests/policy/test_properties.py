@@ -6,7 +6,6 @@ meet often: a property tested only on rules that never match would prove nothing
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -137,7 +136,7 @@ def request_lists(draw: st.DrawFn) -> list[PolicyRequest]:
         "claims": head.claims,
         "betas": head.betas,
     }
-    return [head, *(replace(req, **same_caller) for req in inner)]
+    return [head, *(req._replace(**same_caller) for req in inner)]
 
 
 def compile_policy(document: dict[str, Any]) -> Policy:

@@ -74,7 +74,8 @@ class Gateway:
             query_string=scope["query_string"],
             headers=scope["headers"],
             client=scope["client"][0] if scope.get("client") else None,
-            base_url=self._base_url(scope),
+            scheme=scope["scheme"],
+            public_url=self.config.server.public_url,
         )
         runtime = self._runtime
         if runtime is None:
@@ -94,15 +95,6 @@ class Gateway:
             await _json(send, ctx, 200 if ready else 503, report)
         else:
             await Responder(send, ctx).error(NotFound(f"{path} is not served by this gateway"))
-
-    def _base_url(self, scope: Scope) -> str:
-        if self.config.server.public_url:
-            return self.config.server.public_url
-        host = next((v for k, v in scope["headers"] if k == b"host"), None)
-        if host is None:
-            server = scope.get("server") or (self.config.listen_host, self.config.listen_port)
-            return f"{scope['scheme']}://{server[0]}:{server[1]}"
-        return f"{scope['scheme']}://{host.decode('latin-1')}"
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -318,7 +318,7 @@ def build_context(identity: Identity, spec: RequestSpec) -> RequestContext:
         query_string=query.encode(),
         headers=headers,
         client=None,
-        base_url="",
+        scheme="http",
         route=route,
         identity=identity,
     )

@@ -6,8 +6,7 @@ Nothing here does I/O; the converter reads the parsed body and headers already o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ztgate.context import Endpoint, RequestContext
 from ztgate.errors import InvalidRequest
@@ -23,9 +22,9 @@ ENDPOINT_NAMES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyRequest:
-    """One request (or one request inside a batch) as policy sees it."""
+class PolicyRequest(NamedTuple):
+    """One request (or one request inside a batch) as policy sees it. (A named tuple: one is
+    built per request, and tuples are the cheapest immutable records to build.)"""
 
     principal: str
     issuer: str
@@ -43,7 +42,7 @@ class PolicyRequest:
     max_tokens: int | None = None
     thinking_budget: int | None = None
     request_bytes: int = 0
-    findings: frozenset[str] = field(default_factory=frozenset)
+    findings: frozenset[str] = frozenset()
     label: str | None = None  # which request of a batch, for messages
 
 
@@ -90,26 +89,16 @@ def _with_params(base: PolicyRequest, params: object, label: str | None) -> Poli
     body: Mapping[str, Any] = params if isinstance(params, dict) else {}
     model = body.get("model")
     max_tokens = body.get("max_tokens")
-    return PolicyRequest(
-        principal=base.principal,
-        issuer=base.issuer,
-        groups=base.groups,
-        scopes=base.scopes,
-        claims=base.claims,
-        endpoint=base.endpoint,
-        method=base.method,
+    return base._replace(
         model=model if isinstance(model, str) else None,
         skills=skills_of(body),
         tools=tools_of(body),
         mcp_servers=tuple(
             s["url"] for s in _dicts(body.get("mcp_servers")) if isinstance(s.get("url"), str)
         ),
-        betas=base.betas,
         stream=body.get("stream") is True,
         max_tokens=max_tokens if _is_int(max_tokens) else None,
         thinking_budget=_thinking_budget(body.get("thinking")),
-        request_bytes=base.request_bytes,
-        findings=base.findings,
         label=label,
     )
 
