@@ -1,0 +1,734 @@
+"""The detector catalogue: what counts as PII or a secret, as bounded regexes plus validators.
+
+Every pattern is written in the common subset of Python ``re`` and Hyperscan (no lookarounds,
+backreferences, anchors or possessive forms; ASCII classes) so that Hyperscan can prefilter and
+``re`` confirm, with identical meaning. Every quantifier is capped: ``max_length`` is computed
+from the pattern itself, never declared by hand, so a streaming holdback of that many characters
+can never cut a match in two. Non-ASCII text counts as one opaque non-word character per code
+point in both engines (patterns are compiled with ``re.ASCII``).
+
+Known-format rules follow the public knowledge of gitleaks (MIT) and Yelp's detect-secrets
+(Apache-2.0): prefixes, lengths and the placeholders they allow-list.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+from ztgate.inspection import validators as v
+
+Category = Literal["pii", "secret", "custom"]
+
+MAX_LENGTH_LIMIT = 1024
+"""The longest match any detector but the private-key block may have (custom ones included)."""
+
+_SUPPORTED_FLAGS = re.IGNORECASE | re.DOTALL | re.ASCII
+_FORBIDDEN_OPS = {
+    "ASSERT": "lookarounds",
+    "ASSERT_NOT": "lookarounds",
+    "GROUPREF": "backreferences",
+    "GROUPREF_EXISTS": "conditional groups",
+    "ATOMIC_GROUP": "atomic groups",
+    "POSSESSIVE_REPEAT": "possessive quantifiers",
+}
+_ALLOWED_ASSERTIONS = {"AT_BOUNDARY", "AT_NON_BOUNDARY"}
+_LEFT_OPEN_BRACE = re.compile(r"(?<!\\)\{,")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+try:
+    import hyperscan as _hs
+
+    HYPERSCAN_AVAILABLE = True
+except ImportError:  # pragma: no cover - depends on the platform's wheels
+    HYPERSCAN_AVAILABLE = False
+
+# ``re._parser`` is private and untyped; importing it by name avoids the deprecated
+# ``sre_parse`` alias (a DeprecationWarning) and keeps mypy from inventing its type.
+_parser: Any = importlib.import_module("re._parser")
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    """One kind of sensitive value: a bounded pattern, an optional validator, a confidence."""
+
+    id: str
+    category: Category
+    label: str
+    pattern: str
+    max_length: int
+    confidence: float
+    validator: Callable[[str], bool] | None = None
+    flags: int = 0
+
+
+# --- pattern checks shared by the catalogue, custom detectors and the scanner ----------------
+
+
+def python_flags(flags: int) -> int:
+    """Flags for ``re``: always ASCII, so both engines agree on ``\\w``, ``\\b`` and case."""
+    return flags | re.ASCII
+
+
+def hyperscan_flags(flags: int) -> int:
+    if not HYPERSCAN_AVAILABLE:  # pragma: no cover
+        return 0
+    result = 0
+    if flags & re.IGNORECASE:
+        result |= _hs.HS_FLAG_CASELESS
+    if flags & re.DOTALL:
+        result |= _hs.HS_FLAG_DOTALL
+    return result
+
+
+def hyperscan_expression(pattern: str) -> bytes:
+    """The pattern as Hyperscan sees the scanner's one-byte-per-character text.
+
+    The scanner maps code points up to U+00FF to their Latin-1 byte and the rest to ``\\x80``;
+    a non-ASCII character in a pattern (only generated word lists have them, as literals or
+    in positive classes) is mapped the same way.
+    """
+    if pattern.isascii():
+        return pattern.encode("ascii")
+    return "".join(
+        ch if ch.isascii() else f"\\x{0x80 if ord(ch) > 0xFF else ord(ch):02x}" for ch in pattern
+    ).encode("ascii")
+
+
+def parse_pattern(pattern: str, flags: int = 0) -> Any:
+    """The ``re`` parse tree of a pattern, as the scanner compiles it."""
+    return _parser.parse(pattern, python_flags(flags))
+
+
+def _walk(items: Any, problems: list[str]) -> None:
+    """Collects constructs one of the two engines would read differently or cannot bound."""
+    for op, av in items:
+        name = str(op)
+        if name in _FORBIDDEN_OPS:
+            problems.append(_FORBIDDEN_OPS[name])
+        elif name == "AT" and str(av) not in _ALLOWED_ASSERTIONS:
+            problems.append("anchors (^, $, \\A, \\Z)")
+        elif (name in ("LITERAL", "NOT_LITERAL") and av >= 0x80) or (
+            name == "RANGE" and av[1] >= 0x80
+        ):
+            problems.append("non-ASCII characters (use a word list)")
+        elif name in ("MAX_REPEAT", "MIN_REPEAT"):
+            if av[1] == _parser.MAXREPEAT:
+                problems.append("unbounded quantifiers (*, +, {n,}): cap them, e.g. {1,64}")
+            _walk(av[2], problems)
+        elif name == "SUBPATTERN":
+            _walk(av[3], problems)
+        elif name == "BRANCH":
+            for branch in av[1]:
+                _walk(branch, problems)
+        elif name == "IN":
+            _walk(av, problems)
+
+
+def check_pattern(
+    name: str,
+    pattern: str,
+    flags: int = 0,
+    *,
+    limit: int = MAX_LENGTH_LIMIT,
+    word_list: bool = False,
+    hyperscan: bool = True,
+) -> int:
+    """Validates a pattern for both engines and returns its maximum match length.
+
+    Raises ValueError naming the detector when the pattern is unbounded, longer than
+    ``limit``, can match the empty string, uses a construct outside the common subset of
+    ``re`` and Hyperscan, or fails to compile in either. ``word_list`` admits the non-ASCII
+    literals that generated word-list patterns carry; ``hyperscan=False`` skips the (slow)
+    single-pattern Hyperscan compile for callers that compile a whole database anyway.
+    """
+
+    def fail(reason: str) -> ValueError:
+        return ValueError(f"detector {name!r}: {reason}")
+
+    if flags & ~_SUPPORTED_FLAGS:
+        raise fail("only the IGNORECASE and DOTALL flags are supported")
+    if not pattern:
+        raise fail("the pattern is empty")
+    if _LEFT_OPEN_BRACE.search(pattern):
+        raise fail("write {0,n} instead of {,n} (Hyperscan reads {,n} literally)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            re.compile(pattern, python_flags(flags))
+            parsed = _parser.parse(pattern, python_flags(flags))
+    except (re.error, FutureWarning, DeprecationWarning) as exc:
+        raise fail(f"not a valid regular expression: {exc}") from None
+    problems: list[str] = []
+    _walk(parsed, problems)
+    if word_list:
+        problems = [p for p in problems if not p.startswith("non-ASCII")]
+    if problems:
+        raise fail("patterns may not use " + ", ".join(sorted(set(problems))))
+    low, high = parsed.getwidth()
+    if low == 0:
+        raise fail("the pattern can match the empty string")
+    if high > limit:
+        raise fail(f"matches can be {high} characters long; the limit is {limit}")
+    if hyperscan and HYPERSCAN_AVAILABLE:
+        db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        try:
+            db.compile(
+                expressions=[hyperscan_expression(pattern)], ids=[0], flags=[hyperscan_flags(flags)]
+            )
+        except _hs.error as exc:
+            raise fail(f"Hyperscan cannot compile it: {exc}") from None
+    return int(high)
+
+
+def _detector(
+    id: str,
+    category: Category,
+    label: str,
+    pattern: str,
+    confidence: float,
+    validator: Callable[[str], bool] | None = None,
+    flags: int = 0,
+    *,
+    limit: int = MAX_LENGTH_LIMIT,
+    word_list: bool = False,
+    hyperscan: bool = False,
+) -> Detector:
+    """A detector whose ``max_length`` is computed from its pattern. The catalogue's patterns
+    meet Hyperscan when a scanner compiles them (and in the tests), custom ones right here."""
+    max_length = check_pattern(
+        id, pattern, flags, limit=limit, word_list=word_list, hyperscan=hyperscan
+    )
+    return Detector(id, category, label, pattern, max_length, confidence, validator, flags)
+
+
+def _on_value(pattern: str, flags: int, check: Callable[[str], bool]) -> Callable[[str], bool]:
+    """Validates only the ``value`` group: context words are there to find it, not to judge."""
+    regex = re.compile(pattern, python_flags(flags))
+
+    def validate(text: str) -> bool:
+        match = regex.fullmatch(text)
+        return match is not None and check(match["value"])
+
+    return validate
+
+
+# --- building blocks -------------------------------------------------------------------------
+
+# name = value, name: value, "name": "value", name := value, name => value, name is value
+_ASSIGN = r"""["']?[ \t]{0,3}(?:[:=]{1,2}>?|[ \t](?:is|was)[ \t])[ \t]{0,3}["'`]?"""
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_DATE = (
+    r"(?:[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}"
+    r"|[0-9]{1,2}[-/.][0-9]{1,2}[-/.](?:[0-9]{4}|[0-9]{2})"
+    rf"|[0-9]{{1,2}}(?:st|nd|rd|th)?[ \t](?:of[ \t])?{_MONTH}\.?,?[ \t][0-9]{{4}}"
+    rf"|{_MONTH}\.?[ \t][0-9]{{1,2}}(?:st|nd|rd|th)?,?[ \t][0-9]{{4}})\b"
+)
+# A birth-date phrase, a separator, up to two filler words ("is", "on the"), then the date.
+_DOB_CONTEXT = (
+    r"\b(?:date[ \t]of[ \t]birth|birth[ \t]?date|birthday|dob|d\.o\.b|born(?:[ \t]on)?"
+    r"|geburtsdatum|geboren(?:[ \t]am)?|fecha[ \t]de[ \t]nacimiento)"
+    r"[ \t:,=.-]{1,4}(?:[A-Za-z]{1,10}[ \t:,]{1,3}){0,2}"
+)
+_PEM_BEGIN = r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+_PEM_END = r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+# A full block up to its END line, headers of encrypted keys included.
+_PEM = rf"{_PEM_BEGIN}[\x20-\x7e\t\r\n]{{1,8000}}?{_PEM_END}"
+# A block cut short (pasted in part, or its END beyond the bound): the base64 lines of its body.
+# They hold no spaces, so the match stops at the prose that follows; the JSON form of a
+# service-account key writes line breaks as the two characters \n.
+_PEM_PARTIAL = rf"{_PEM_BEGIN}[A-Za-z0-9+/=\r\n\\]{{64,8000}}"
+_URL_USER = r"""[^\s:/?#\[\]@"'<>]"""
+_DB_SCHEMES = (
+    r"(?:jdbc:)?(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql"
+    r"|sqlserver|oracle|clickhouse|cockroachdb|couchdb|neo4j(?:\+s)?)"
+)
+_CREDENTIAL_NAMES = (
+    r"(?:password|passwd|passphrase|pwd|secret|(?:access|auth|refresh)[_.-]?token|token"
+    r"|api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key|client[_.-]?secret|credentials?)"
+)
+
+
+# --- the catalogue ---------------------------------------------------------------------------
+
+
+def _pii() -> list[Detector]:
+    return [
+        _detector(
+            "email",
+            "pii",
+            "EMAIL",
+            # No \b before the local part: with one Hyperscan runs at a tenth of the speed. The
+            # leftmost start is the start of the run anyway; the validator wants it alphanumeric.
+            r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.){1,4}[A-Za-z]{2,24}\b",
+            0.95,
+            v.email,
+        ),
+        _detector(
+            "payment_card",
+            "pii",
+            "PAYMENT_CARD",
+            r"\b[0-9](?:[ -]?[0-9]){12,18}\b",
+            0.95,
+            v.payment_card,
+        ),
+        _detector(
+            "iban",
+            "pii",
+            "IBAN",
+            r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
+            0.95,
+            v.iban,
+        ),
+        _detector(
+            "us_ssn",
+            "pii",
+            "US_SSN",
+            r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b|\b[0-9]{3} [0-9]{2} [0-9]{4}\b"
+            r"|(?i:\b(?:ssn|social[ \t]security(?:[ \t]number|[ \t]no\.?)?)[ \t:#.-]{0,4})"
+            r"[0-9]{9}\b",
+            0.85,
+            v.us_ssn,
+        ),
+        _detector(
+            "phone",
+            "pii",
+            "PHONE",
+            # +CC international, (NPA) NXX-XXXX, NPA-NXX-XXXX, and trunk-0 national numbers;
+            # separators are required so that plain digit runs (order numbers) stay out.
+            r"\+[1-9][0-9]{0,2}[ .-]?(?:\(0?[0-9]{1,4}\)[ .-]?)?[0-9]{1,4}"
+            r"(?:[ .-]?[0-9]{1,4}){1,5}\b"
+            r"|\([2-9][0-9]{2}\)[ .-]?[2-9][0-9]{2}[ .-]?[0-9]{4}\b"
+            r"|\b[2-9][0-9]{2}[ .-][2-9][0-9]{2}[ .-][0-9]{4}\b"
+            r"|\b0[1-9][0-9]{0,4}(?:[ /.-][0-9]{2,8}){1,4}\b",
+            0.7,
+            v.phone,
+        ),
+        _detector(
+            "ipv4",
+            "pii",
+            "IP_ADDRESS",
+            r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b",
+            0.7,
+            v.ipv4,
+        ),
+        _detector(
+            "ipv6",
+            "pii",
+            "IP_ADDRESS",
+            # Two colons at least (so 10:30 is no candidate); an IPv4 tail as in ::ffff:192.0.2.1.
+            r"(?:\b[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{0,4}){2,7}|::[0-9A-Fa-f]{0,4}"
+            r"(?::[0-9A-Fa-f]{0,4}){0,6})(?:\.[0-9]{1,3}){0,3}",
+            0.7,
+            v.ipv6,
+        ),
+        _detector(
+            "uk_nino",
+            "pii",
+            "UK_NINO",
+            r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b",
+            0.6,
+            v.uk_nino,
+        ),
+        _detector(
+            "de_tax_id",
+            "pii",
+            "DE_TAX_ID",
+            r"(?i:\b(?:steuer[ \t-]?id(?:entifikationsnummer)?|steuer-?idnr|idnr"
+            r"|identifikationsnummer|tax[ \t_-]?id(?:entification)?(?:[ \t]number|[ \t]no\.?)?"
+            r"|tin)\b[ \t:.#-]{0,4})[0-9]{2} ?[0-9]{3} ?[0-9]{3} ?[0-9]{3}\b",
+            0.8,
+            v.de_tax_id,
+        ),
+        _detector(
+            "fr_nir",
+            "pii",
+            "FR_NIR",
+            r"\b[12] ?[0-9]{2} ?(?:0[1-9]|1[0-2]|[2-9][0-9]) ?(?:[0-9]{2}|2[ABab]) ?[0-9]{3}"
+            r" ?[0-9]{3} ?[0-9]{2}\b",
+            0.85,
+            v.fr_nir,
+        ),
+        _detector(
+            "es_dni",
+            "pii",
+            "ES_DNI",
+            r"\b(?:[0-9]{8}|[XYZ]-?[0-9]{7})-?[A-Z]\b",
+            0.8,
+            v.es_dni,
+        ),
+        _detector(
+            "in_aadhaar",
+            "pii",
+            "IN_AADHAAR",
+            r"\b[2-9][0-9]{3}[ -][0-9]{4}[ -][0-9]{4}\b"
+            r"|(?i:\baadhaa?r(?:[ \t]no\.?|[ \t]number)?[ \t:#.-]{0,4})[2-9][0-9]{11}\b",
+            0.8,
+            v.in_aadhaar,
+        ),
+        _detector(
+            "it_codice_fiscale",
+            "pii",
+            "IT_CODICE_FISCALE",
+            r"\b[A-Z]{6}[0-9LMNP-V]{2}[ABCDEHLMPRST][0-9LMNP-V]{2}[A-Z][0-9LMNP-V]{3}[A-Z]\b",
+            0.85,
+            v.it_codice_fiscale,
+        ),
+        _detector(
+            "date_of_birth",
+            "pii",
+            "DATE_OF_BIRTH",
+            _DOB_CONTEXT + _DATE,
+            0.8,
+            v.date_of_birth,
+            re.IGNORECASE,
+        ),
+    ]
+
+
+def _known_secrets() -> list[Detector]:
+    """Secrets with a fixed prefix or shape: high confidence, placeholder-aware."""
+    token = v.random_token
+    return [
+        _detector(
+            "anthropic_api_key",
+            "secret",
+            "ANTHROPIC_API_KEY",
+            r"\bsk-ant-api03-[A-Za-z0-9_-]{93}AA\b",
+            0.99,
+            token,
+        ),
+        _detector(
+            "anthropic_admin_key",
+            "secret",
+            "ANTHROPIC_ADMIN_KEY",
+            r"\bsk-ant-admin01-[A-Za-z0-9_-]{93}AA\b",
+            0.99,
+            token,
+        ),
+        _detector(
+            "openai_api_key",
+            "secret",
+            "OPENAI_API_KEY",
+            r"\bsk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{20,100}T3BlbkFJ[A-Za-z0-9_-]{20,100}"
+            r"|\bsk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}\b",
+            0.99,
+            token,
+        ),
+        _detector(
+            "aws_access_key_id",
+            "secret",
+            "AWS_ACCESS_KEY_ID",
+            r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b",
+            0.95,
+            token,
+        ),
+        _aws_secret(),
+        _detector(
+            "google_api_key",
+            "secret",
+            "GOOGLE_API_KEY",
+            # 35 characters after AIza; one more is captured to see that the token ends there
+            r"\bAIza[0-9A-Za-z_-]{35,36}",
+            0.95,
+            lambda text: len(text) == 39 and token(text),
+        ),
+        _detector(
+            "gcp_service_account",
+            "secret",
+            "GCP_SERVICE_ACCOUNT_KEY_ID",
+            r'"private_key_id"[ \t]{0,3}:[ \t]{0,3}"[0-9a-f]{40}"',
+            0.95,
+            lambda text: token(text.rsplit(":", 1)[1], 2.5),
+        ),
+        _value_detector(
+            "azure_storage_key",
+            "AZURE_STORAGE_KEY",
+            r"\b(?:AccountKey|SharedAccessKey)[ \t]{0,2}=[ \t]{0,2}"
+            r"(?P<value>[A-Za-z0-9+/]{40,88}={0,2})",
+            0.95,
+            v.base64_key,
+            re.IGNORECASE,
+        ),
+        _detector(
+            "azure_client_secret",
+            "secret",
+            "AZURE_CLIENT_SECRET",
+            r"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,35}",
+            0.9,
+            lambda text: len(text) <= 40 and token(text),
+        ),
+        _detector(
+            "github_token",
+            "secret",
+            "GITHUB_TOKEN",
+            r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}\b|\bgithub_pat_[A-Za-z0-9_]{82}\b",
+            0.99,
+            token,
+        ),
+        _detector(
+            "gitlab_token",
+            "secret",
+            "GITLAB_TOKEN",
+            r"\bgl(?:pat|dt|rt|ptt|soat|cbt|imt)-[A-Za-z0-9_-]{20,64}",
+            0.95,
+            token,
+        ),
+        _detector(
+            "slack_token",
+            "secret",
+            "SLACK_TOKEN",
+            r"\bxox[abeoprs]-(?:[0-9]{1,14}-){1,4}[A-Za-z0-9]{8,64}\b"
+            r"|\bxapp-[0-9]-[A-Z0-9]{9,12}-[0-9]{10,14}-[A-Za-z0-9]{30,80}\b"
+            r"|\bxoxe(?:\.xox[bp])?-[0-9]-[A-Za-z0-9]{60,160}\b",
+            0.95,
+            token,
+        ),
+        _detector(
+            "slack_webhook_url",
+            "secret",
+            "SLACK_WEBHOOK_URL",
+            r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,120}",
+            0.95,
+            v.not_placeholder,
+        ),
+        _detector(
+            "stripe_key",
+            "secret",
+            "STRIPE_KEY",
+            r"\b(?:sk|rk)_live_[A-Za-z0-9]{20,99}\b",
+            0.99,
+            token,
+        ),
+        _detector("npm_token", "secret", "NPM_TOKEN", r"\bnpm_[A-Za-z0-9]{36}\b", 0.95, token),
+        _detector(
+            "pypi_token",
+            "secret",
+            "PYPI_TOKEN",
+            r"\bpypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,300}",
+            0.99,
+            token,
+        ),
+        _detector("private_key", "secret", "PRIVATE_KEY", _PEM, 0.99, limit=8192),
+        # Separate from the complete form because Hyperscan compiles the two far faster apart.
+        _detector("private_key_partial", "secret", "PRIVATE_KEY", _PEM_PARTIAL, 0.95, limit=8192),
+        _detector(
+            "jwt",
+            "secret",
+            "JWT",
+            r"\beyJ[A-Za-z0-9_-]{2,150}\.eyJ[A-Za-z0-9_-]{2,500}\.[A-Za-z0-9_-]{0,350}",
+            0.9,
+            v.jwt,
+        ),
+        _value_detector(
+            "database_url",
+            "DATABASE_URL",
+            rf"\b{_DB_SCHEMES}://{_URL_USER}{{0,64}}:(?P<value>{_URL_USER}{{1,128}})@"
+            r"[A-Za-z0-9_.-]{1,100}",
+            0.9,
+            v.password_value,
+            re.IGNORECASE,
+        ),
+        _value_detector(
+            "url_credentials",
+            "URL_CREDENTIALS",
+            rf"\b[A-Za-z][A-Za-z0-9+.-]{{1,20}}://{_URL_USER}{{1,64}}:(?P<value>{_URL_USER}{{1,128}})@"
+            r"[A-Za-z0-9_.-]{1,100}",
+            0.85,
+            v.password_value,
+        ),
+        _value_detector(
+            "connection_string_password",
+            "PASSWORD",
+            r";[ \t]{0,3}(?:password|pwd)[ \t]{0,3}=[ \t]{0,3}"
+            r"""(?P<value>"[^"\r\n]{1,128}"|'[^'\r\n]{1,128}'|[^;\s"']{1,128})""",
+            0.85,
+            v.password_value,
+            re.IGNORECASE,
+        ),
+        _value_detector(
+            "basic_auth",
+            "BASIC_AUTH",
+            r"\bauthorization[ \t]{0,3}[:=][ \t]{0,3}[\"']?basic[ \t]{1,3}"
+            r"(?P<value>[A-Za-z0-9+/]{6,256}={0,2})",
+            0.85,
+            v.basic_credentials,
+            re.IGNORECASE,
+        ),
+    ]
+
+
+def _value_detector(
+    id: str,
+    label: str,
+    pattern: str,
+    confidence: float,
+    check: Callable[[str], bool],
+    flags: int = 0,
+) -> Detector:
+    return _detector(
+        id, "secret", label, pattern, confidence, _on_value(pattern, flags, check), flags
+    )
+
+
+def _aws_secret() -> Detector:
+    pattern = (
+        r"\b(?:[A-Za-z0-9]{1,16}[_.-]){0,2}(?:aws[_.-]?secret(?:[_.-]?access)?(?:[_.-]?key)?"
+        rf"|secret[_.-]?access[_.-]?key)\b{_ASSIGN}(?P<value>[A-Za-z0-9/+=]{{40,41}})"
+    )
+    return _value_detector(
+        "aws_secret_access_key",
+        "AWS_SECRET_ACCESS_KEY",
+        pattern,
+        0.9,
+        v.aws_secret_key,
+        re.IGNORECASE,
+    )
+
+
+def _deferring(
+    check: Callable[[str], bool], known: Sequence[Detector], *, known_first: bool = False
+) -> Callable[[str], bool]:
+    """Context-found values defer to the known-format detectors: a value one of them recognises
+    (or rejects as a placeholder) is theirs, so ``api_key = sk-ant-...`` is reported as an
+    Anthropic key and ``Bearer eyJ...`` as a JWT, whatever starts first. ``known_first`` runs
+    the (cheap, JWT first) known-format test before ``check``: right for long values that are
+    usually tokens, while short ones are cheaper to reject with ``check``."""
+    ordered = sorted(known, key=lambda d: d.id != "jwt")
+    known_regexes = [re.compile(d.pattern, python_flags(d.flags)) for d in ordered]
+
+    def is_known(value: str) -> bool:
+        return any(r.search(value) for r in known_regexes)
+
+    if known_first:
+        return lambda value: not is_known(value) and check(value)
+    return lambda value: check(value) and not is_known(value)
+
+
+def _contextual_secrets(known: Sequence[Detector]) -> list[Detector]:
+    """Secrets recognised by what surrounds them rather than by their own shape."""
+    return [
+        _value_detector(
+            "bearer_token",
+            "BEARER_TOKEN",
+            r"\bbearer[ \t]{1,3}(?P<value>[A-Za-z0-9+/=_.~-]{20,512})",
+            0.8,
+            _deferring(v.bearer_value, known, known_first=True),
+            re.IGNORECASE,
+        ),
+        _value_detector(
+            "generic_secret",
+            "SECRET",
+            # The match starts at the name's keyword (DB_PASSWORD= is found from PASSWORD=):
+            # a free-form prefix before it costs Python's re several times the search time.
+            rf"{_CREDENTIAL_NAMES}[A-Za-z0-9_.-]{{0,20}}{_ASSIGN}"
+            r"(?P<value>[A-Za-z0-9+/=_.~!@#$%^&*-]{8,128})",
+            0.6,
+            _deferring(v.high_entropy_value, known),
+            re.IGNORECASE,
+        ),
+    ]
+
+
+@cache
+def _catalogue() -> tuple[Detector, ...]:
+    known = _known_secrets()
+    return (*_pii(), *known, *_contextual_secrets(known))
+
+
+def catalogue() -> list[Detector]:
+    """The built-in detectors, in tie-break order (earlier wins among equal findings)."""
+    return list(_catalogue())
+
+
+# --- custom detectors from configuration -----------------------------------------------------
+
+
+def _check_id(name: str) -> None:
+    if not isinstance(name, str) or not _ID.fullmatch(name):
+        raise ValueError(
+            f"custom detector name {name!r}: use 1-64 letters, digits, '_', '.' or '-'"
+        )
+
+
+def _label(name: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def _word_pattern(word: str) -> str:
+    """An exact, case-insensitive phrase; spaces match 1-4 whitespace characters.
+
+    ``re.IGNORECASE`` under ``re.ASCII`` folds only ASCII letters, so non-ASCII letters get
+    explicit case classes. A ``\\b`` is placed only next to an ASCII word character, where
+    both engines agree on what a word boundary is.
+    """
+    parts = []
+    for token in word.split():
+        chars = []
+        for ch in token:
+            variants = {ch, ch.lower(), ch.upper()} if not ch.isascii() else {ch}
+            variants = {c for c in variants if len(c) == 1}
+            chars.append(
+                "[" + "".join(sorted(variants)) + "]" if len(variants) > 1 else re.escape(ch)
+            )
+        parts.append("".join(chars))
+    body = r"\s{1,4}".join(parts)
+    first, last = word.strip()[0], word.strip()[-1]
+    start = r"\b" if first.isascii() and (first.isalnum() or first == "_") else ""
+    end = r"\b" if last.isascii() and (last.isalnum() or last == "_") else ""
+    return start + body + end
+
+
+def custom_detectors(
+    patterns: Mapping[str, str], words: Mapping[str, Sequence[str]]
+) -> list[Detector]:
+    """Detectors from configuration: regexes and exact word lists, category ``custom``.
+
+    Held to the catalogue's guarantees: each compiles in both engines and has a bounded
+    match length (at most 1024); an unbounded or otherwise unfit one is refused with a
+    ValueError naming it.
+    """
+    detectors: list[Detector] = []
+    for name, pattern in patterns.items():
+        _check_id(name)
+        if not isinstance(pattern, str) or not pattern.isascii():
+            raise ValueError(
+                f"detector {name!r}: patterns must be ASCII text (use a word list for other text)"
+            )
+        detectors.append(_detector(name, "custom", _label(name), pattern, 0.9, hyperscan=True))
+    for name, entries in words.items():
+        _check_id(name)
+        if name in patterns:
+            raise ValueError(f"detector {name!r}: defined both as a pattern and as a word list")
+        if isinstance(entries, str) or not entries:
+            raise ValueError(f"detector {name!r}: a word list must be a non-empty list of words")
+        cleaned = []
+        for word in entries:
+            if not isinstance(word, str) or not word.strip():
+                raise ValueError(f"detector {name!r}: word lists may not hold empty entries")
+            cleaned.append(word.strip())
+        # Longest first, so that at one start the longer phrase wins ("New York City").
+        ordered = sorted(set(cleaned), key=lambda w: (-len(w), w))
+        pattern = "(?:" + "|".join(_word_pattern(w) for w in ordered) + ")"
+        detectors.append(
+            _detector(
+                name,
+                "custom",
+                _label(name),
+                pattern,
+                0.9,
+                None,
+                re.IGNORECASE,
+                word_list=True,
+                hyperscan=True,
+            )
+        )
+    return detectors

@@ -1,0 +1,277 @@
+"""Whole-text scanning: Hyperscan finds where matches can end, ``re`` confirms, validators judge.
+
+The pipeline, and why each step is there:
+
+1. **Prefilter.** One Hyperscan block-mode pass over all detectors at once, without
+   start-of-match tracking (SOM costs speed and refuses many patterns). It reports every
+   (detector, end offset) pair where some match ends, which is a superset of the ends of the
+   matches ``re`` would find: both read the same ASCII-only patterns.
+2. **Regions.** A match ending at ``e`` starts at or after ``e - max_length``. A detector's
+   ends closer than ``max_length`` apart merge into one region, so each candidate area is
+   confirmed once however many ends Hyperscan reported in it (one email yields several).
+   A pattern that ends in a long run (``[A-Za-z0-9]{20,512}``, a PEM body) would report an
+   end at every character of it; Hyperscan gets that pattern with the run cut to its minimum
+   instead, one report per candidate, and the region reaches forward by the part cut off.
+3. **Confirmation.** Inside each region, the detector's own ``re`` finds the exact spans,
+   leftmost-first and non-overlapping per detector. A span its validator rejects is retried
+   one character further on. Every match starting in a region also ends in it (overlapping
+   regions were merged), so this gives exactly the spans one ``re`` pass over the whole text
+   would, and the pure-``re`` fallback (no Hyperscan wheel for the platform) is that pass;
+   the tests hold the two backends to identical findings.
+4. **Resolution.** Across detectors, leftmost-longest: the earliest start wins, then the
+   longer span, then the higher confidence, then the earlier detector.
+
+Offsets are character offsets into the ``str``. Hyperscan scans a one-byte-per-character
+image of the text (code points up to U+00FF as Latin-1, the rest as ``\\x80``), so its byte
+offsets are character offsets and a non-ASCII character is one opaque non-word unit in both
+engines, never half of a match.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+
+from ztgate.inspection.detectors import (
+    HYPERSCAN_AVAILABLE,
+    Category,
+    Detector,
+    check_pattern,
+    hyperscan_expression,
+    hyperscan_flags,
+    parse_pattern,
+    python_flags,
+)
+
+if HYPERSCAN_AVAILABLE:
+    import hyperscan as _hs
+
+Backend = Literal["auto", "hyperscan", "re"]
+
+_ONE_BYTE = "ztgate.one-byte-per-char"
+
+
+def _placeholder_bytes(error: UnicodeError) -> tuple[bytes, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return b"\x80" * (error.end - error.start), error.end
+
+
+codecs.register_error(_ONE_BYTE, _placeholder_bytes)
+
+
+def _one_byte_per_char(text: str) -> bytes:
+    """Latin-1 where possible (a C-speed copy), ``\\x80`` for every code point above U+00FF."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("latin-1", _ONE_BYTE)
+
+
+def _collect(pattern_id: int, _start: int, end: int, _flags: int, ends: Any) -> None:
+    """Hyperscan's match handler: a module-level function, so it can never be collected
+    while Hyperscan holds it (a temporary callable there crashes the binding)."""
+    ends[pattern_id].append(end)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One validated match: which detector, and where, in character offsets."""
+
+    detector: str
+    category: Category
+    label: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    detector: Detector
+    regex: re.Pattern[str]
+    order: int
+    prefilter: str  # what Hyperscan compiles
+    forward: int  # how far past a reported end a match may still reach
+    back: int  # how far before a reported end a match may start
+    shortest: int  # how far before a reported end a match must start
+
+
+_TRAILING_REPEAT = re.compile(r"\{(\d+),(\d+)\}\??(\)*)\Z")
+_WORTH_CUTTING = 8
+
+
+def _last_item(items: Any) -> Any:
+    """The pattern's final element, looking through the groups that close it."""
+    while len(items):
+        op, av = items[-1]
+        if str(op) != "SUBPATTERN":
+            return items[-1]
+        items = av[3]
+    return None
+
+
+def _prefilter(d: Detector) -> tuple[str, int]:
+    """``d.pattern`` with a long trailing ``{m,n}`` cut to ``{m}``, and the reach cut off.
+
+    Any match of the pattern has a prefix matching the cut one, ending at most ``forward``
+    characters before the match does; so regions widened by ``forward`` still hold every
+    match, and Hyperscan reports each candidate once instead of once per trailing character.
+    Patterns whose source and parse tree do not agree on that trailing run are left whole.
+    """
+    tail = _TRAILING_REPEAT.search(d.pattern)
+    if tail is None:
+        return d.pattern, 0
+    low, high = int(tail[1]), int(tail[2])
+    last = _last_item(parse_pattern(d.pattern, d.flags))
+    if last is None or str(last[0]) not in ("MAX_REPEAT", "MIN_REPEAT"):
+        return d.pattern, 0
+    if (last[1][0], last[1][1]) != (low, high):
+        return d.pattern, 0
+    forward = (high - low) * int(last[1][2].getwidth()[1])
+    if forward < _WORTH_CUTTING:
+        return d.pattern, 0
+    # Hyperscan refuses {0}: keep one optional repeat instead.
+    cut = f"{{{low}}}" if low else "{0,1}"
+    return d.pattern[: tail.start()] + cut + tail[3], forward
+
+
+# (start, -length, -confidence, detector order, end, compiled): sorting gives leftmost-longest.
+_Candidate = tuple[int, int, float, int, int, _Compiled]
+
+
+def _confirm(
+    c: _Compiled, text: str, pos: int, stop: int, last_start: int, out: list[_Candidate]
+) -> None:
+    """The detector's validated matches starting in ``[pos, last_start]``, ending by ``stop``.
+
+    ``re`` sees the text cut one character after ``stop``: every real match starting in the
+    region ends by ``stop``, and a ``\\b`` at ``stop`` still sees its right-hand character.
+    The cut can only invent a match that runs past ``stop`` (a ``\\b`` at the cut that the
+    real text would deny); such a match is skipped, exactly as the real text would. No match
+    can start after ``last_start``: its prefix would have been reported later than the
+    region's last end.
+    """
+    search = c.regex.search
+    validator = c.detector.validator
+    confidence = -c.detector.confidence
+    endpos = min(len(text), stop + 1)
+    while pos <= last_start:
+        match = search(text, pos, endpos)
+        if match is None:
+            return
+        start, end = match.span()
+        if start > last_start:
+            return
+        if end <= stop and (validator is None or validator(match.group())):
+            out.append((start, start - end, confidence, c.order, end, c))
+            pos = end
+        else:
+            pos = start + 1
+
+
+def _resolve(candidates: list[_Candidate]) -> list[Finding]:
+    candidates.sort()
+    findings: list[Finding] = []
+    edge = 0
+    for start, _length, _confidence, _order, end, c in candidates:
+        if start >= edge:
+            d = c.detector
+            findings.append(Finding(d.id, d.category, d.label, start, end))
+            edge = end
+    return findings
+
+
+def _compile(d: Detector, order: int) -> _Compiled:
+    prefilter, forward = _prefilter(d)
+    shortest, back = parse_pattern(prefilter, d.flags).getwidth()
+    regex = re.compile(d.pattern, python_flags(d.flags))
+    return _Compiled(d, regex, order, prefilter, forward, int(back), int(shortest))
+
+
+class Scanner:
+    """Scans whole texts with a fixed set of detectors, compiled once. Thread-safe."""
+
+    max_match_length: int
+    detectors: Mapping[str, Detector]
+    backend: Literal["hyperscan", "re"]
+
+    def __init__(self, detectors: Sequence[Detector], *, backend: Backend = "auto") -> None:
+        by_id: dict[str, Detector] = {}
+        for d in detectors:
+            if d.id in by_id:
+                raise ValueError(f"detector {d.id!r} is defined twice")
+            # The holdback guarantee rests on max_length: refuse a detector that understates it.
+            check_pattern(
+                d.id, d.pattern, d.flags, limit=d.max_length, word_list=True, hyperscan=False
+            )
+            by_id[d.id] = d
+        self.detectors = MappingProxyType(by_id)
+        self.max_match_length = max((d.max_length for d in detectors), default=0)
+        self._compiled = tuple(_compile(d, i) for i, d in enumerate(detectors))
+        if backend == "hyperscan" and not HYPERSCAN_AVAILABLE:
+            raise RuntimeError("the hyperscan package is not available on this platform")
+        use_hyperscan = backend != "re" and HYPERSCAN_AVAILABLE and bool(detectors)
+        self.backend = "hyperscan" if use_hyperscan else "re"
+        self._local = threading.local()
+        self._handler = _collect
+        if use_hyperscan:
+            self._database = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+            try:
+                self._database.compile(
+                    expressions=[hyperscan_expression(c.prefilter) for c in self._compiled],
+                    ids=list(range(len(detectors))),
+                    flags=[hyperscan_flags(d.flags) for d in detectors],
+                )
+            except _hs.error as exc:
+                raise ValueError(f"Hyperscan cannot compile the detectors: {exc}") from None
+
+    def scan(self, text: str) -> list[Finding]:
+        """Validated findings: non-overlapping, leftmost-longest, sorted by start."""
+        if not text or not self._compiled:
+            return []
+        candidates: list[_Candidate] = []
+        if self.backend == "hyperscan":
+            self._scan_hyperscan(text, candidates)
+        else:
+            n = len(text)
+            for c in self._compiled:
+                _confirm(c, text, 0, n, n - 1, candidates)
+        return _resolve(candidates)
+
+    def _scratch(self) -> Any:
+        """Hyperscan scratch space is per thread: a shared one fails with ScratchInUse."""
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = _hs.Scratch(self._database)
+            self._local.scratch = scratch
+        return scratch
+
+    def _scan_hyperscan(self, text: str, candidates: list[_Candidate]) -> None:
+        hits: list[list[int]] = [[] for _ in self._compiled]
+        self._database.scan(
+            _one_byte_per_char(text),
+            match_event_handler=self._handler,
+            context=hits,
+            scratch=self._scratch(),
+        )
+        n = len(text)
+        for c, ends in zip(self._compiled, hits, strict=True):
+            if not ends:
+                continue
+            ends.sort()
+            back, forward, shortest = c.back, c.forward, c.shortest
+            gap = back + forward
+            first = last = ends[0]
+            for end in ends:
+                if end - last > gap:
+                    stop = min(n, last + forward)
+                    _confirm(c, text, max(0, first - back), stop, last - shortest, candidates)
+                    first = end
+                last = end
+            stop = min(n, last + forward)
+            _confirm(c, text, max(0, first - back), stop, last - shortest, candidates)
