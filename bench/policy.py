@@ -197,7 +197,7 @@ def _context(
         query_string=b"",
         headers=[(b"anthropic-beta", betas.encode())] if betas else [],
         client="127.0.0.1",
-        base_url="http://127.0.0.1",
+        scheme="http",
     )
     ctx.route = match_route("POST", path)
     ctx.identity = Identity(

@@ -20,17 +20,18 @@ from ztgate.policy.decision import Decision, Effect, LimitCheck
 from ztgate.policy.document import ENDPOINTS, Conditions, Limits, PolicyDocument, Rule
 from ztgate.policy.request import PolicyRequest
 
-_Test = Callable[[PolicyRequest], bool]
+_Test = Callable[[PolicyRequest], object]  # truthy when the rule condition holds
 
 
-def _globs(patterns: Sequence[str]) -> Callable[[str], bool]:
+def _globs(patterns: Sequence[str]) -> Callable[[str], object]:
+    """A test whose result is truthy when the value matches any glob (the regex's own bound
+    ``match``: no Python frame of ours per call on the hot path)."""
     if not patterns:
         return lambda value: False  # an empty alternation would match everything
-    regex = re.compile("|".join(f"(?:{translate(p)})" for p in patterns))
-    return lambda value: regex.match(value) is not None
+    return re.compile("|".join(f"(?:{translate(p)})" for p in patterns)).match
 
 
-def _url_globs(patterns: Sequence[str]) -> Callable[[str], bool]:
+def _url_globs(patterns: Sequence[str]) -> Callable[[str], object]:
     """URL patterns with ``://`` match scheme, host[:port] and path separately, on the URL as
     parsed, so ``https://*.acme.com/*`` can never be met by ``https://evil.com/x.acme.com`` or
     ``https://evil.com?.acme.com``; a pattern without ``://`` (such as ``*``) matches whole URLs."""
@@ -73,7 +74,7 @@ def _parse_url(url: str) -> tuple[str, str, str] | None:
 
 
 _Values = Callable[[PolicyRequest], Sequence[str]]
-_Matcher = Callable[[Sequence[str]], Callable[[str], bool]]
+_Matcher = Callable[[Sequence[str]], Callable[[str], object]]
 
 
 def _grant(patterns: Sequence[str] | None, values: _Values, matcher: _Matcher = _globs) -> _Test:
@@ -215,6 +216,7 @@ class CompiledRule:
         return True
 
 
+_CANDIDATE_CACHE = 4096  # distinct (endpoint, groups) pairs remembered
 _PRECEDENCE = (Effect.DENY, Effect.REVIEW, Effect.ALLOW)
 _REASONS = {
     "deny": "denied by rule {}",
@@ -258,23 +260,32 @@ class Policy:
                 for group in groups:
                     by_group.setdefault(group, []).append(compiled)
             self._index[endpoint] = {g: tuple(rules) for g, rules in by_group.items()}
+        self._candidates: dict[tuple[str, frozenset[str]], tuple[CompiledRule, ...]] = {}
         self._default = Decision(
             Effect(document.default),
             "no rule allows this request" if document.default == "deny" else "allowed by default",
         )
 
-    def candidates(self, req: PolicyRequest) -> list[CompiledRule]:
-        """The rules indexed under the request's endpoint and groups, in no particular order."""
-        by_group = self._index.get(req.endpoint, {})
-        found = list(by_group.get(None, ()))
-        for group in req.groups:
-            found.extend(by_group.get(group, ()))
+    def candidates(self, req: PolicyRequest) -> tuple[CompiledRule, ...]:
+        """The rules indexed under the request's endpoint and groups, once each, in file order.
+
+        Remembered per (endpoint, groups): callers with the same groups share one list."""
+        key = (req.endpoint, req.groups)
+        found = self._candidates.get(key)
+        if found is None:
+            by_group = self._index.get(req.endpoint, {})
+            rules = {c.order: c for c in by_group.get(None, ())}
+            for group in req.groups:
+                rules.update((c.order, c) for c in by_group.get(group, ()))
+            found = tuple(rules[order] for order in sorted(rules))
+            if len(self._candidates) >= _CANDIDATE_CACHE:
+                self._candidates.clear()
+            self._candidates[key] = found
         return found
 
     def matching(self, req: PolicyRequest) -> list[CompiledRule]:
-        """The matching rules, in file order (a rule under several groups counted once)."""
-        matched = {c.order: c for c in self.candidates(req) if c.matches(req)}
-        return [matched[order] for order in sorted(matched)]
+        """The matching rules, in file order."""
+        return [c for c in self.candidates(req) if c.matches(req)]
 
     def evaluate(self, req: PolicyRequest) -> Decision:
         matched = self.matching(req)
