@@ -912,7 +912,8 @@ def test_from_context_reads_identity_and_request_facts() -> None:
         endpoint="messages",
         method="POST",
         model="claude-sonnet-4-5",
-        skills=("xlsx", "skill_01AbCd"),
+        # type:id@version, so policy can name a version; an entry without an id fails closed
+        skills=("anthropic:xlsx@latest", "custom:skill_01AbCd@3", "<unnamed skill>"),
         tools=("code_execution_20250825", "bash_20250124", "Bash", "lookup", "<unnamed tool>"),
         mcp_servers=(EXAMPLE_MCP,),
         betas=(SKILLS_BETA, CODE_BETA),
@@ -994,7 +995,7 @@ def test_from_context_splits_a_batch_into_labelled_requests() -> None:
     assert (first.label, first.model, first.max_tokens, first.tools) == ("a", HAIKU, 10, ())
     assert (second.label, second.skills, second.endpoint) == (
         "b",
-        ("xlsx", "skill_01AbCd"),
+        ("anthropic:xlsx@latest", "custom:skill_01AbCd@3", "<unnamed skill>"),
         "batches",
     )
     assert second.betas == ("x-1",)
@@ -1040,3 +1041,38 @@ def test_repeated_beta_headers_are_all_seen() -> None:
     headers = [(b"anthropic-beta", SKILLS_BETA.encode()), (b"anthropic-beta", FILES_BETA.encode())]
     [req] = from_context(context("POST", "/v1/messages", {"model": HAIKU}, headers))
     assert set(req.betas) == {SKILLS_BETA, FILES_BETA}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "granted"),
+    [
+        ("xlsx", True),
+        ("anthropic:xlsx", True),
+        ("anthropic:xlsx@latest", True),
+        ("anthropic:*", True),
+        ("custom:xlsx", False),
+        ("anthropic:xlsx@1", False),
+        ("pdf", False),
+    ],
+)
+def test_skills_are_named_by_id_type_and_version(pattern: str, granted: bool) -> None:
+    policy = Policy(
+        PolicyDocument.model_validate(
+            {"rules": [{"id": "r", "effect": "allow", "when": {"skills": [pattern]}}]}
+        )
+    )
+    req = from_context(
+        context(
+            "POST",
+            "/v1/messages",
+            {
+                "model": HAIKU,
+                "max_tokens": 10,
+                "messages": [],
+                "container": {
+                    "skills": [{"type": "anthropic", "skill_id": "xlsx", "version": "latest"}]
+                },
+            },
+        )
+    )[0]
+    assert (policy.evaluate(req).effect is Effect.ALLOW) is granted

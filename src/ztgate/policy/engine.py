@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from ztgate.identity.claims import claim_strings
 from ztgate.policy.decision import Decision, Effect, LimitCheck
 from ztgate.policy.document import ENDPOINTS, Conditions, Limits, PolicyDocument, Rule
-from ztgate.policy.request import PolicyRequest
+from ztgate.policy.request import PolicyRequest, skill_id
 
 _Test = Callable[[PolicyRequest], object]  # truthy when the rule condition holds
 
@@ -29,6 +29,20 @@ def _globs(patterns: Sequence[str]) -> Callable[[str], object]:
     if not patterns:
         return lambda value: False  # an empty alternation would match everything
     return re.compile("|".join(f"(?:{translate(p)})" for p in patterns)).match
+
+
+def _skill_globs(patterns: Sequence[str]) -> Callable[[str], object]:
+    """Skill patterns: ``xlsx`` names an id, ``anthropic:xlsx`` a type and id, and
+    ``custom:skill_01*@3`` a version too; a skill matches if any form does."""
+    by_id = _globs([p for p in patterns if ":" not in p])
+    by_type = _globs([p for p in patterns if ":" in p and "@" not in p])
+    by_version = _globs([p for p in patterns if "@" in p])
+
+    def test(ref: str) -> bool:
+        typed = ref.partition("@")[0]
+        return bool(by_id(skill_id(ref)) or by_type(typed) or by_version(ref))
+
+    return test
 
 
 def _url_globs(patterns: Sequence[str]) -> Callable[[str], object]:
@@ -153,7 +167,7 @@ def _tests(when: Conditions, effect: str, scope_prefix: str) -> list[_Test]:
         else:
             tests.append(lambda req: req.model is not None and model(req.model))
     capabilities: list[tuple[list[str] | None, _Values, _Matcher]] = [
-        (when.skills, lambda req: req.skills, _globs),
+        (when.skills, lambda req: req.skills, _skill_globs),
         (when.tools, lambda req: req.tools, _globs),
         (when.mcp_servers, lambda req: req.mcp_servers, _url_globs),
     ]
@@ -192,7 +206,7 @@ def _outside_scope(req: PolicyRequest, prefix: str) -> bool:
     if not req.skills:
         return False
     granted = {s[len(prefix) :] for s in req.scopes if s.startswith(prefix)}
-    return any(skill not in granted for skill in req.skills)
+    return any(skill_id(ref) not in granted for ref in req.skills)
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,12 +104,28 @@ def _with_params(base: PolicyRequest, params: object, label: str | None) -> Poli
 
 
 def skills_of(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """Requested skills as ``type:id@version`` (``anthropic:xlsx@latest``), so that policy can
+    name a skill by id alone, by type and id, or down to the version."""
     container = body.get("container")
     if not isinstance(container, dict):
         return ()
-    return tuple(
-        s["skill_id"] for s in _dicts(container.get("skills")) if isinstance(s.get("skill_id"), str)
-    )
+    refs = []
+    for skill in _dicts(container.get("skills")):
+        skill_id = skill.get("skill_id")
+        if not isinstance(skill_id, str):
+            refs.append("<unnamed skill>")  # never matches a grant: fails closed
+            continue
+        kind = skill.get("type") if isinstance(skill.get("type"), str) else "custom"
+        version = skill.get("version")
+        refs.append(
+            f"{kind}:{skill_id}@{version}" if isinstance(version, str) else f"{kind}:{skill_id}"
+        )
+    return tuple(refs)
+
+
+def skill_id(ref: str) -> str:
+    """The bare id of a skill reference (``anthropic:xlsx@latest`` -> ``xlsx``)."""
+    return ref.partition(":")[2].partition("@")[0] if ":" in ref else ref.partition("@")[0]
 
 
 def tools_of(body: Mapping[str, Any]) -> tuple[str, ...]:
