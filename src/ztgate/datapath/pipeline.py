@@ -86,6 +86,10 @@ class Pipeline:
             await responder.error(exc)
         except ClientDisconnected:
             ctx.stream_end = StreamEnd.CLIENT_DISCONNECTED
+        except Exception:
+            # A bug is still answered in the Anthropic shape, and nothing more goes upstream.
+            log.exception("internal error", extra={"request_id": ctx.request_id})
+            await responder.error(GatewayError("internal error in the gateway"))
         finally:
             await self._stages.recorder.request_finished(ctx)
 
