@@ -50,6 +50,15 @@ class StreamEnd(StrEnum):
     CLIENT_DISCONNECTED = "client_disconnected"
 
 
+@dataclass(frozen=True, slots=True)
+class FindingRecord:
+    """What inspection found, and where: never the value itself."""
+
+    detector: str
+    category: str
+    path: str
+
+
 @dataclass(slots=True)
 class RequestContext:
     """Everything known about one request, filled in stage by stage, never holding a secret."""
@@ -80,6 +89,7 @@ class RequestContext:
     bytes_out: int = 0
     stream_end: StreamEnd | None = None
     facts: ResponseFacts = field(default_factory=ResponseFacts)
+    findings: list[FindingRecord] = field(default_factory=list)
 
     @property
     def model(self) -> str | None:
@@ -96,6 +106,12 @@ class RequestContext:
         if self.public_url:
             return self.public_url
         return f"{self.scheme}://{(self.header(b'host') or b'localhost').decode('latin-1')}"
+
+    def finding_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for finding in self.findings:
+            counts[finding.detector] = counts.get(finding.detector, 0) + 1
+        return counts
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:

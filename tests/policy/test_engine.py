@@ -595,10 +595,12 @@ def test_default_decisions_explain_themselves() -> None:
 def test_reasons_name_the_first_decisive_rule_in_file_order() -> None:
     second_deny = {"id": "deny-two", "when": {}, "effect": "deny"}
     decision = policy(ALLOW_ALL, second_deny, DENY_ALL).evaluate(request())
-    assert decision == Decision(Effect.DENY, "denied by rule deny-two", ("deny-two", "deny-all"))
+    assert decision == Decision(
+        Effect.DENY, "this rule denies the request", ("deny-two", "deny-all")
+    )
     messaged = policy(DENY_ALL, second_deny).evaluate(request())
     assert messaged.reason == "nope"
-    assert policy(REVIEW_ALL).evaluate(request()).reason == "rule review-all requires human review"
+    assert policy(REVIEW_ALL).evaluate(request()).reason == "this rule requires human review"
     allowed = policy(ALLOW_ALL, {"id": "allow-two", "when": {}, "effect": "allow"})
     assert allowed.evaluate(request()).reason == "allowed by rule allow-all"
     assert allowed.evaluate(request()).rule_ids == ("allow-all", "allow-two")
@@ -758,7 +760,7 @@ def test_deny_anywhere_in_a_batch_beats_an_earlier_review() -> None:
     assert (decision.effect, decision.rule_ids) == (Effect.DENY, ("no-bash",))
     reviewed = policy(BATCH_ALLOW, opus_review, NO_BASH).decide(requests[:2])
     assert reviewed.effect is Effect.REVIEW
-    assert reviewed.reason == "batch request 'r1': rule opus requires human review"
+    assert reviewed.reason == "batch request 'r1': this rule requires human review"
 
 
 def test_the_batch_itself_can_be_denied_without_a_label() -> None:

@@ -54,6 +54,7 @@ class AccessLog:
             "error_type": ctx.error_type,
             "decision": ctx.decision.effect.value if ctx.decision else None,
             "rule_ids": ctx.decision.rule_ids if ctx.decision else None,
+            "findings": ctx.finding_counts() or None,
             "upstream_status": ctx.upstream_status,
             "upstream_request_id": ctx.upstream_request_id,
             "upstream_ms": _ms(ctx.upstream_started, ctx.upstream_first_byte),

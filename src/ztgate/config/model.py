@@ -214,6 +214,11 @@ class QuotasConfig(_Strict):
         return value
 
 
+class InspectionConfig(_Strict):
+    # Scan every request's text fields for PII and secrets (findings feed policy and the log).
+    enabled: bool = True
+
+
 class LoggingConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -228,6 +233,7 @@ class GatewayConfig(_Strict):
     # A path to a policy file (reloaded on change and SIGHUP) or the policy inline.
     policy: str | dict[str, Any] | None = None
     quotas: QuotasConfig = Field(default_factory=QuotasConfig)
+    inspection: InspectionConfig = Field(default_factory=InspectionConfig)
 
     @field_validator("listen")
     @classmethod

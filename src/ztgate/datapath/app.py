@@ -21,7 +21,10 @@ from ztgate.datapath.responses import Responder
 from ztgate.datapath.upstream import UpstreamClient
 from ztgate.errors import NotFound
 from ztgate.identity.verifier import TokenVerifier
+from ztgate.inspection.detectors import catalogue
+from ztgate.inspection.inspector import ScanningInspector
 from ztgate.inspection.passthrough import PassThroughInspector
+from ztgate.inspection.scanner import Scanner
 from ztgate.policy.decider import PolicyDecider
 from ztgate.policy.quotas import Quotas, quotas_from_url
 from ztgate.policy.source import PolicySource
@@ -118,9 +121,14 @@ class Gateway:
         upstream = UpstreamClient(self.config.upstream)
         quotas = quotas_from_url(self.config.quotas.redis_url)
         await verifier.start()
+        inspector = (
+            ScanningInspector(Scanner(catalogue()))
+            if self.config.inspection.enabled
+            else PassThroughInspector()
+        )
         stages = Stages(
             authenticator=verifier,
-            inspector=PassThroughInspector(),
+            inspector=inspector,
             decider=PolicyDecider(self.policy),
             reviewer=ReviewUnavailable(),
             recorder=AccessLog(),

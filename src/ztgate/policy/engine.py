@@ -233,8 +233,8 @@ class CompiledRule:
 _CANDIDATE_CACHE = 4096  # distinct (endpoint, groups) pairs remembered
 _PRECEDENCE = (Effect.DENY, Effect.REVIEW, Effect.ALLOW)
 _REASONS = {
-    "deny": "denied by rule {}",
-    "review": "rule {} requires human review",
+    "deny": "this rule denies the request",
+    "review": "this rule requires human review",
     "allow": "allowed by rule {}",
 }
 

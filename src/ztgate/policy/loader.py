@@ -93,11 +93,6 @@ def lint(document: PolicyDocument) -> list[str]:
                 f"rule {rule.id!r} is unreachable: an allow rule that names no skills grants "
                 "none, so no requested skill can be outside the token's scope"
             )
-        if when.findings is not None:
-            warnings.append(
-                f"rule {rule.id!r} names findings, which stay empty until data-protection "
-                "inspection is enabled: it cannot match yet"
-            )
         if rule.effect != "deny":
             for other in document.rules:
                 if other.effect == "deny" and _covers(other, rule):

@@ -62,16 +62,26 @@ def from_context(ctx: RequestContext) -> list[PolicyRequest]:
         method=ctx.method,
         betas=betas,
         request_bytes=ctx.bytes_in,
+        findings=frozenset(f.detector for f in ctx.findings),
     )
     payload = ctx.payload or {}
     if ctx.route.endpoint is Endpoint.BATCHES and ctx.route.action == "create":
-        return [base, *(_with_params(base, params, label) for label, params in _batch(payload))]
+        inner = [
+            _with_params(base, params, label)._replace(findings=_findings_under(ctx, prefix))
+            for label, params, prefix in _batch(payload)
+        ]
+        # The batch itself carries no text: its findings belong to the requests inside it.
+        return [base._replace(findings=frozenset()), *inner]
     if ctx.route.endpoint in (Endpoint.MESSAGES, Endpoint.COUNT_TOKENS):
         return [_with_params(base, payload, label=None)]
     return [base]
 
 
-def _batch(payload: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+def _findings_under(ctx: RequestContext, prefix: str) -> frozenset[str]:
+    return frozenset(f.detector for f in ctx.findings if f.path.startswith(prefix))
+
+
+def _batch(payload: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str]]:
     """Every request of a batch; a malformed batch is refused, never partly decided."""
     items = payload.get("requests")
     if not isinstance(items, list) or not items:
@@ -81,7 +91,8 @@ def _batch(payload: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
         if not isinstance(item, dict) or not isinstance(item.get("params"), dict):
             raise InvalidRequest(f"requests.{index}.params: must be an object")
         custom_id = item.get("custom_id")
-        batch.append((custom_id if isinstance(custom_id, str) else f"#{index}", item["params"]))
+        label = custom_id if isinstance(custom_id, str) else f"#{index}"
+        batch.append((label, item["params"], f"requests.{index}.params."))
     return batch
 
 

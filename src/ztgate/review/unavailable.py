@@ -9,7 +9,9 @@ from ztgate.policy.decision import Effect
 
 class ReviewUnavailable:
     async def hold(self, ctx: RequestContext) -> None:
-        if ctx.decision is not None and ctx.decision.effect is Effect.REVIEW:
+        decision = ctx.decision
+        if decision is not None and decision.effect is Effect.REVIEW:
+            rule = f" (rule {decision.rule_ids[0]}: {decision.reason})" if decision.rule_ids else ""
             raise PermissionDenied(
-                "this request needs human approval, and no approval workflow is configured"
+                f"this request needs human approval{rule}, and no approval workflow is configured"
             )
