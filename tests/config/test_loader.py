@@ -58,6 +58,7 @@ def test_no_issuer_refuses_with_guidance() -> None:
         ("upstream: {api_key: k, timeout: soon}", "upstream.timeout", "not a duration"),
         ("upstream: {api_key: k, url: 'http://api.example.com'}", "upstream.url", "https"),
         ("upstream: {api_key: '  '}", "upstream.api_key", "empty"),
+        ('upstream: {api_key: "sk-ant\\nx-injected: 1"}', "upstream.api_key", "printable ASCII"),
         ("listen: nowhere", "listen", "HOST:PORT"),
         ("server: {max_json_body: lots}", "server.max_json_body", "not a size"),
     ],

@@ -57,8 +57,12 @@ class UpstreamConfig(_Strict):
     @field_validator("api_key")
     @classmethod
     def _key(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+        key = value.get_secret_value()
+        if not key.strip():
             raise ValueError("the upstream API key is empty")
+        if not all("\x21" <= char <= "\x7e" for char in key):
+            # A newline here would otherwise break every upstream request (or split a header).
+            raise ValueError("the upstream API key must be printable ASCII without spaces")
         return value
 
 
