@@ -112,3 +112,7 @@ def test_several_workers_share_one_port(serve: object, stack: RunningStack) -> N
         ["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=False
     ).stdout.split()
     assert len(children) >= 2
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    # every worker writes its own access lines: logging is set up in each worker process
+    assert stderr.count('"event":"request"') == 6, stderr[-2000:]

@@ -25,6 +25,7 @@ from ztgate.inspection.detectors import catalogue
 from ztgate.inspection.inspector import ScanningInspector
 from ztgate.inspection.passthrough import PassThroughInspector
 from ztgate.inspection.scanner import Scanner
+from ztgate.logs import configure_logging
 from ztgate.policy.decider import PolicyDecider
 from ztgate.policy.quotas import Quotas, quotas_from_url
 from ztgate.policy.source import PolicySource
@@ -136,6 +137,7 @@ class Gateway:
             containers=ContainerOwners(),
         )
         pipeline = Pipeline(stages, upstream, self.config.server)
+        self.policy.log_warnings()
         tasks = [asyncio.create_task(self.policy.watch())]
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # SIGHUP reloads the policy; only possible in the main thread (not in tests' threads)
@@ -174,4 +176,6 @@ def create_app() -> Gateway:
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set")
-    return Gateway(load_config(path))
+    config = load_config(path)
+    configure_logging(config.logging.level)  # a spawned worker inherits no logging setup
+    return Gateway(config)
