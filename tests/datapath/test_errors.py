@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import socketserver
 import threading
 from collections.abc import Callable, Iterator
@@ -193,3 +194,33 @@ def test_download_broken_by_the_upstream_is_not_passed_off_as_complete() -> None
         running.close()
         upstream.shutdown()
         upstream.server_close()
+
+
+class _GzipUpstream(socketserver.BaseRequestHandler):
+    """Compresses its JSON answer although ztgate asked for identity."""
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+        body = gzip.compress(b'{"type":"message","content":[]}')
+        self.request.sendall(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+
+
+def test_compressed_json_that_cannot_be_inspected_is_refused() -> None:
+    upstream = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _GzipUpstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    running = RunningStack(upstream={"url": f"http://127.0.0.1:{upstream.server_address[1]}"})
+    try:
+        response = httpx.get(
+            running.url + "/v1/models",
+            headers={"authorization": f"Bearer {running.token()}"},
+            timeout=10,
+        )
+    finally:
+        running.close()
+        upstream.shutdown()
+        upstream.server_close()
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "api_error"

@@ -38,7 +38,7 @@ _NOT_FORWARDED = (
     }
 )
 _NOT_FORWARDED_PREFIXES = (b"x-forwarded-", b"ztgate-")
-_NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"content-encoding"}
+_NOT_RETURNED = HOP_BY_HOP | {b"content-length"}
 
 
 def _connection_tokens(headers: Headers) -> frozenset[bytes]:

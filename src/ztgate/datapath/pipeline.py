@@ -31,7 +31,13 @@ from ztgate.datapath.relay import relay_json, relay_raw, relay_stream
 from ztgate.datapath.responses import Responder
 from ztgate.datapath.routes import match_route
 from ztgate.datapath.upstream import UpstreamClient
-from ztgate.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
+from ztgate.errors import (
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    UpstreamUnavailable,
+)
 from ztgate.identity.credentials import extract_credential
 from ztgate.policy.decision import Effect
 from ztgate.policy.quotas import Admission, Quotas
@@ -164,6 +170,10 @@ class Pipeline:
             ctx.upstream_request_id = response.header(b"request-id")
             response_filter = self._stages.inspector.response_filter(ctx)
             content_type = response.header(b"content-type") or ""
+            inspected = content_type.startswith(("text/event-stream", "application/json"))
+            if inspected and (response.header(b"content-encoding") or "identity") != "identity":
+                # ztgate asked for identity; a compressed body could not be inspected: refuse it.
+                raise UpstreamUnavailable("the upstream sent a compressed response")
             if content_type.startswith("text/event-stream"):
                 await relay_stream(ctx, response, responder, response_filter)
             elif content_type.startswith("application/json"):
