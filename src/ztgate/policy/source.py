@@ -37,9 +37,11 @@ class PolicySource:
         else:
             policy, warnings = build_policy(setting, source="config policy")
             source = cls(policy, None, warnings)
-        for warning in warnings:
-            log.warning("policy lint", extra={"event": "policy_lint", "warning": warning})
         return source
+
+    def log_warnings(self) -> None:
+        for warning in self.warnings:
+            log.warning("policy lint", extra={"event": "policy_lint", "warning": warning})
 
     def _read_fingerprint(self) -> bytes | None:
         if self.path is None:
