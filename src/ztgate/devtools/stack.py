@@ -44,7 +44,7 @@ DEMO_POLICY: dict[str, Any] = {
 def demo_config(
     issuer_url: str, upstream_url: str, *, listen: str = "127.0.0.1:0", **sections: Any
 ) -> GatewayConfig:
-    """The embedded defaults: one loopback issuer, the simulator upstream, SQLite store."""
+    """The embedded defaults: one loopback issuer, the simulator upstream, the demo policy."""
     data: dict[str, Any] = {
         "listen": listen,
         "upstream": {"url": upstream_url, "api_key": SIMULATOR_KEY, "timeout": "30s"},
