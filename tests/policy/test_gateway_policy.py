@@ -22,7 +22,7 @@ from tests.stackrunner import RunningStack
 
 HAIKU = "claude-haiku-4-5-20251001"
 SONNET = "claude-sonnet-5-5"
-OPUS = "claude-opus-4-5-20251101"
+OPUS = "claude-opus-5-1"
 HELLO = [{"role": "user", "content": "Summarise ticket 42"}]
 SKILLS_BETA = "skills-2025-10-02"
 CODE_BETA = "code-execution-2025-08-25"
