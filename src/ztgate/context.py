@@ -9,6 +9,7 @@ from typing import Any
 
 from ztgate.facts import ResponseFacts
 from ztgate.identity.principal import Identity
+from ztgate.inspection.state import InspectionState
 from ztgate.policy.decision import Decision
 from ztgate.types import Headers
 
@@ -48,6 +49,7 @@ class StreamEnd(StrEnum):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_INCOMPLETE = "upstream_incomplete"
     CLIENT_DISCONNECTED = "client_disconnected"
+    WITHHELD = "withheld"  # data protection stopped the response (a blocked finding, a failure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,8 @@ class RequestContext:
     stream_end: StreamEnd | None = None
     facts: ResponseFacts = field(default_factory=ResponseFacts)
     findings: list[FindingRecord] = field(default_factory=list)
+    masked: dict[str, int] = field(default_factory=dict)  # detector -> actions taken on it
+    inspection: InspectionState | None = None  # the inspector's own notes, between its stages
 
     @property
     def model(self) -> str | None:

@@ -32,7 +32,13 @@ class ResponseFilter(Protocol):
 
 
 class Inspector(Protocol):
-    def inspect_request(self, ctx: RequestContext) -> None: ...
+    def inspect_request(self, ctx: RequestContext) -> None:
+        """Find what the request carries (before policy decides, which reads the findings)."""
+        ...
+
+    def protect_request(self, ctx: RequestContext) -> None:
+        """Apply the decision's obligations to the request: mask, or refuse with ``block``."""
+        ...
 
     def response_filter(self, ctx: RequestContext) -> ResponseFilter: ...
 

@@ -88,10 +88,11 @@ async def test_async_message_and_stream(
 
 
 def test_sync_stream_events_arrive_in_order(client: anthropic.Anthropic) -> None:
+    # A reply longer than the masking window (the demo policy masks), so it streams in parts.
     with client.messages.create(
         model=MODEL,
         max_tokens=64,
-        messages=HELLO,
+        messages=[{"role": "user", "content": "Hello through ztgate! " * 10}],
         stream=True,  # type: ignore[arg-type]
     ) as stream:
         kinds = [event.type for event in stream]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztgate.inspection.fields import MAX_DEPTH, request_texts
+from ztgate.inspection.fields import MAX_DEPTH, TooDeep, request_fields, request_texts
 
 BODY: dict[str, Any] = {
     "model": "claude-haiku-5-5",
@@ -77,7 +78,7 @@ def test_every_request_of_a_batch() -> None:
     assert paths["requests.1.params.messages.0.content"] == "second"
 
 
-def test_deep_tool_inputs_are_bounded() -> None:
+def test_too_deep_tool_inputs_are_refused_not_skipped() -> None:
     deep: Any = "bottom"
     for _ in range(MAX_DEPTH + 10):
         deep = {"k": deep}
@@ -89,7 +90,15 @@ def test_deep_tool_inputs_are_bounded() -> None:
             }
         ]
     }
-    assert list(request_texts(body)) == []
+    with pytest.raises(TooDeep, match="deeper than 64"):
+        list(request_texts(body))
+
+
+def test_fields_write_back_in_place() -> None:
+    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]}]}
+    for field in request_fields(body):
+        field.replace(field.text.upper())
+    assert body["messages"][0]["content"][0]["text"] == "A"
 
 
 _json = st.recursive(

@@ -8,6 +8,9 @@ import anthropic
 import pytest
 
 from tests.stackrunner import RunningStack
+from ztgate.datapath.app import Gateway
+from ztgate.devtools.stack import demo_config
+from ztgate.policy.loader import PolicyError
 
 MODEL = "claude-haiku-5-5"
 CARD = "4111 1111 1111 1111"  # the classic Visa test number: passes Luhn
@@ -160,12 +163,10 @@ def test_a_batch_request_with_a_card_names_its_custom_id(
         )
 
 
-def test_with_inspection_off_findings_rules_do_not_fire(
-    sdk: Callable[..., anthropic.Anthropic],
-) -> None:
-    running = RunningStack(policy=POLICY, inspection={"enabled": False})
-    try:
-        client = sdk(base_url=running.url, auth_token=running.token())
-        call(client, messages=[{"role": "user", "content": f"charge {CARD}"}])
-    finally:
-        running.close()
+def test_with_inspection_off_a_policy_that_needs_it_refuses_to_start() -> None:
+    # Fail closed: "review when a card is present" must never quietly stop firing.
+    config = demo_config(
+        "http://127.0.0.1:9", "http://127.0.0.1:9", policy=POLICY, inspection={"enabled": False}
+    )
+    with pytest.raises(PolicyError, match="cards-need-review': needs inspection"):
+        Gateway(config)

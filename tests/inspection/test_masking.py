@@ -91,14 +91,39 @@ def test_uncovered_detectors_are_left_alone_and_unrecorded() -> None:
     assert [a.detector for a in result.applied] == ["anthropic_api_key"]
 
 
-@pytest.mark.parametrize("action", ["block", "report"])
-def test_block_and_report_leave_text_and_record(action: str) -> None:
+def test_report_leaves_text_and_records() -> None:
     s = full_scanner()
     text = f"mail {EMAIL} twice {EMAIL}"
-    result = mask_text(text, s.scan(text), MaskPlan({"email": action}, {}), hash_key=KEY)  # type: ignore[dict-item]
+    result = mask_text(text, s.scan(text), MaskPlan({"email": "report"}, {}), hash_key=KEY)
     assert result.text == text
-    assert [(a.detector, a.action) for a in result.applied] == [("email", action)] * 2
-    assert result.blocked == (["email"] if action == "block" else [])
+    assert [(a.detector, a.action) for a in result.applied] == [("email", "report")] * 2
+    assert result.blocked == []
+
+
+def test_block_names_the_detector_once_and_never_releases_the_value() -> None:
+    s = full_scanner()
+    text = f"mail {EMAIL} twice {EMAIL}"
+    result = mask_text(text, s.scan(text), MaskPlan({"email": "block"}, {}), hash_key=KEY)
+    assert EMAIL not in result.text
+    assert result.blocked == ["email"]
+    assert [(a.detector, a.action) for a in result.applied] == [("email", "block")] * 2
+
+
+@pytest.mark.parametrize(
+    ("actions", "expected"),
+    [
+        (["report", "redact"], "redact"),
+        (["pseudonymize", "hash"], "hash"),
+        (["redact", "block", "hash"], "block"),
+        (["pseudonymize", None], "pseudonymize"),
+    ],
+)
+def test_strictest_of_several_rules_wins(actions: list[str | None], expected: str) -> None:
+    plans = [MaskPlan({"email": a} if a else {}, {}) for a in actions]  # type: ignore[dict-item]
+    plan = MaskPlan.strictest(plans)
+    assert plan is not None
+    assert plan.action_for(Finding("email", "pii", "EMAIL", 0, 1)) == expected
+    assert MaskPlan.strictest([]) is None
 
 
 def test_value_group_narrows_the_replacement() -> None:

@@ -55,6 +55,7 @@ class AccessLog:
             "decision": ctx.decision.effect.value if ctx.decision else None,
             "rule_ids": ctx.decision.rule_ids if ctx.decision else None,
             "findings": ctx.finding_counts() or None,
+            "masked": ctx.masked or None,
             "upstream_status": ctx.upstream_status,
             "upstream_request_id": ctx.upstream_request_id,
             "upstream_ms": _ms(ctx.upstream_started, ctx.upstream_first_byte),

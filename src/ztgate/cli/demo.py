@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -79,6 +80,7 @@ async def _tour(stack: LocalStack) -> None:
         base_url=stack.gateway_url, auth_token=token, max_retries=0
     ) as client:
         await _calls(client)
+        await _protection(stack, client)
     await _refusals(stack)
     _upstream_view(stack, token)
 
@@ -105,10 +107,35 @@ async def _calls(client: anthropic.AsyncAnthropic) -> None:
     click.echo()
 
 
+async def _protection(stack: LocalStack, client: anthropic.AsyncAnthropic) -> None:
+    import anthropic
+
+    _step("3. Data protection: secrets never reach Claude, pseudonyms come back")
+    # A made-up key in the real format, fresh each run (never a string a scanner could flag).
+    key = "sk-ant-api03-" + secrets.token_urlsafe(70)[:93] + "AA"
+    prompt = f"Email ana@example.com that the deploy key is {key}"
+    message = await client.messages.create(
+        model=DEMO_MODEL, max_tokens=256, messages=[{"role": "user", "content": prompt}]
+    )
+    sent = stack.simulator.received[-1].json()["messages"][-1]["content"]
+    click.echo(f"  caller sent:   {prompt[:60]}...")
+    click.echo(f"  Claude saw:    {sent}")
+    click.echo(f"  caller got:    {message.content[0].text}")  # type: ignore[union-attr]
+    try:
+        await client.messages.create(
+            model=DEMO_MODEL,
+            max_tokens=256,
+            messages=[{"role": "user", "content": "Charge 4111 1111 1111 1111 please"}],
+        )
+    except anthropic.BadRequestError as exc:
+        error = exc.body["error"]["message"]  # type: ignore[index]
+        click.echo(f"  a card number -> {exc.status_code} {error}")
+
+
 async def _refusals(stack: LocalStack) -> None:
     import anthropic
 
-    _step("3. Policy decides every request")
+    _step("4. Policy decides every request")
     async with anthropic.AsyncAnthropic(
         base_url=stack.gateway_url, auth_token=stack.token("demo/alice"), max_retries=0
     ) as client:
@@ -131,7 +158,7 @@ async def _refusals(stack: LocalStack) -> None:
             error = exc.body["error"]["message"]  # type: ignore[index]
             click.echo(f"  computer use  -> {exc.status_code} {error}")
 
-    _step("4. Calls without a valid token are refused")
+    _step("5. Calls without a valid token are refused")
     async with (
         aiohttp.ClientSession() as http,
         http.post(f"{stack.gateway_url}/v1/messages", json={}) as response,
@@ -152,7 +179,7 @@ async def _refusals(stack: LocalStack) -> None:
 def _upstream_view(stack: LocalStack, token: str) -> None:
     from ztgate.devtools.stack import SIMULATOR_KEY
 
-    _step("5. What the upstream saw")
+    _step("6. What the upstream saw")
     seen = [r for r in stack.simulator.received if r.path.startswith("/v1/messages")]
     keys = {r.headers.get("x-api-key") for r in seen}
     leaked = any(token in " ".join(r.headers.values()) for r in seen)

@@ -14,6 +14,7 @@ from ztgate.cli.policy import policy
 from ztgate.cli.token import token
 from ztgate.config import ConfigError, GatewayConfig, load_config
 from ztgate.datapath.app import CONFIG_ENV
+from ztgate.inspection.inspector import configured_detectors
 from ztgate.logs import configure_logging
 from ztgate.policy.loader import PolicyError
 from ztgate.policy.source import PolicySource
@@ -65,7 +66,9 @@ def serve(config_path: Path | None, workers: int | None) -> None:
     configure_logging(config.logging.level)
     assert config.policy is not None
     try:
-        PolicySource.from_config(config.policy)  # refuse to start on an invalid policy
+        # Refuse to start on an invalid policy (or one naming detectors that do not exist).
+        detectors = frozenset(d.id for d in configured_detectors(config.inspection))
+        PolicySource.from_config(config.policy, detectors=detectors)
     except PolicyError as exc:
         click.echo(f"ztgate: refusing to start: {exc}", err=True)
         sys.exit(2)

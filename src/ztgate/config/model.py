@@ -218,9 +218,45 @@ class QuotasConfig(_Strict):
         return value
 
 
+class CustomDetectorsConfig(_Strict):
+    # name -> regular expression (bounded, ASCII; see docs/data-protection.md)
+    patterns: dict[str, str] = Field(default_factory=dict)
+    # name -> exact words or phrases (any script, case-insensitive)
+    words: dict[str, list[str]] = Field(default_factory=dict)
+
+
 class InspectionConfig(_Strict):
-    # Scan every request's text fields for PII and secrets (findings feed policy and the log).
+    # Scan every request's text fields for PII and secrets (findings feed policy and the log);
+    # policy ``mask`` obligations act on them in requests and responses, streams included.
     enabled: bool = True
+    custom: CustomDetectorsConfig = Field(default_factory=CustomDetectorsConfig)
+    # Characters a stream holds back per content block before releasing masked text.
+    stream_holdback: int = Field(default=128, ge=16, le=1_048_576)
+    # Key for the ``hash`` action (use ${VAR}); without one, each start picks a random key.
+    hash_key: SecretStr | None = None
+    # The most text (characters, all fields together) one request may carry to be inspected.
+    max_text: Size = 16 * 1024**2
+
+    @model_validator(mode="after")
+    def _detectors_fit(self) -> InspectionConfig:
+        """Custom detectors compile in both engines, and the holdback covers every detector,
+        so a bad pattern stops the start rather than a request."""
+        from ztgate.inspection.detectors import catalogue, custom_detectors
+        from ztgate.inspection.streaming import check_holdback
+
+        custom = custom_detectors(self.custom.patterns, self.custom.words)
+        clash = {d.id for d in custom} & {d.id for d in catalogue()}
+        if clash:
+            raise ValueError(f"custom detector {sorted(clash)[0]!r} shadows a built-in detector")
+        check_holdback([*catalogue(), *custom], self.stream_holdback)
+        return self
+
+    @field_validator("hash_key")
+    @classmethod
+    def _hash_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("use at least 16 characters for the hash key")
+        return value
 
 
 class LoggingConfig(_Strict):

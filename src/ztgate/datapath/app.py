@@ -21,10 +21,7 @@ from ztgate.datapath.responses import Responder
 from ztgate.datapath.upstream import UpstreamClient
 from ztgate.errors import NotFound
 from ztgate.identity.verifier import TokenVerifier
-from ztgate.inspection.detectors import catalogue
-from ztgate.inspection.inspector import ScanningInspector
-from ztgate.inspection.passthrough import PassThroughInspector
-from ztgate.inspection.scanner import Scanner
+from ztgate.inspection.inspector import configured_detectors, inspector_from_config
 from ztgate.logs import configure_logging
 from ztgate.policy.decider import PolicyDecider
 from ztgate.policy.quotas import Quotas, quotas_from_url
@@ -54,7 +51,8 @@ class Gateway:
         """Raises PolicyError when the policy is invalid: nothing starts without one."""
         self.config = config
         assert config.policy is not None, "validate_config requires a policy"
-        self.policy = PolicySource.from_config(config.policy)
+        detectors = frozenset(d.id for d in configured_detectors(config.inspection))
+        self.policy = PolicySource.from_config(config.policy, detectors=detectors)
         self._runtime: _Runtime | None = None
 
     @property
@@ -122,11 +120,7 @@ class Gateway:
         upstream = UpstreamClient(self.config.upstream)
         quotas = quotas_from_url(self.config.quotas.redis_url)
         await verifier.start()
-        inspector = (
-            ScanningInspector(Scanner(catalogue()))
-            if self.config.inspection.enabled
-            else PassThroughInspector()
-        )
+        inspector = inspector_from_config(self.config.inspection)
         stages = Stages(
             authenticator=verifier,
             inspector=inspector,

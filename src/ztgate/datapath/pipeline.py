@@ -2,9 +2,10 @@
 
 ::
 
-    authenticate -> route -> parse -> inspect -> decide -> review -> admit (quotas)
-        -> transform -> record (started) -> forward -> relay (response filter)
-        -> settle (quotas, containers) -> record (finished)
+    authenticate -> route -> parse -> inspect -> decide -> protect (mask or block)
+        -> review -> admit (quotas) -> transform -> record (started) -> forward
+        -> relay (response filter: mask, restore) -> settle (quotas, containers)
+        -> record (finished)
 
 Every stage reads and fills one :class:`RequestContext`; any stage can end the request by
 raising a :class:`GatewayError`, which becomes an Anthropic-shaped answer in one place.
@@ -74,6 +75,7 @@ class Pipeline:
             body = await self._parse(ctx, receive)
             self._stages.inspector.inspect_request(ctx)
             self._decide(ctx)
+            self._stages.inspector.protect_request(ctx)
             await self._stages.reviewer.hold(ctx)
             assert ctx.decision is not None
             admission = await self._stages.quotas.admit(

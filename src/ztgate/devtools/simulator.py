@@ -6,7 +6,9 @@ deterministically, so a test can check that what reached "upstream" is what it e
 Requests that load skills or use code execution get a container, which a later request may
 name again by id (only ids the simulator created).
 Named scenarios (see `Scenario`) produce failures a gateway must survive: error statuses,
-slow, broken, truncated or hanging streams.
+slow, broken, truncated or hanging streams. A test can also script what "the model" says
+(`REPLY_HEADER`: base64 of the reply text, also the chosen tool's input) and how finely a
+stream splits it (`DELTA_CHARS_HEADER`), to plant data in responses that no request held.
 
 Run it out of process with `python -m ztgate.devtools.simulator --port 8788`; it prints its
 base URL. `GET /_simulator/received` shows what it received, `DELETE` clears that.
@@ -39,6 +41,8 @@ from aiohttp import web
 
 __all__ = [
     "DEFAULT_API_KEY",
+    "DELTA_CHARS_HEADER",
+    "REPLY_HEADER",
     "SCENARIO_HEADER",
     "ReceivedRequest",
     "Scenario",
@@ -48,6 +52,8 @@ __all__ = [
 
 DEFAULT_API_KEY: Final = "sk-ant-sim-upstream-key"
 SCENARIO_HEADER: Final = "x-simulator-scenario"
+REPLY_HEADER: Final = "x-simulator-reply"
+DELTA_CHARS_HEADER: Final = "x-simulator-delta-chars"
 
 JSONObject = dict[str, Any]
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -487,8 +493,11 @@ def _usage(input_tokens: int, output_tokens: int) -> JSONObject:
     }
 
 
-def _build_message(body: JSONObject, scenario: Scenario | None) -> JSONObject:
-    """The complete assistant message a (validated) request gets, streamed or not."""
+def _build_message(
+    body: JSONObject, scenario: Scenario | None, scripted: str | None = None
+) -> JSONObject:
+    """The complete assistant message a (validated) request gets, streamed or not: an echo of
+    the last user turn, or the ``scripted`` reply."""
     user_text = _last_user_text(body)
     tool_name, forced = _tool_choice(body, user_text)
     content: list[JSONObject] = []
@@ -498,7 +507,9 @@ def _build_message(body: JSONObject, scenario: Scenario | None) -> JSONObject:
         content.append({"type": "thinking", "thinking": thinking, "signature": signature})
     stop_reason, stop_sequence = "end_turn", None
     if not forced:
-        text = f"Simulated reply to: {user_text[:_REPLY_ECHO]}"
+        text = (
+            scripted if scripted is not None else f"Simulated reply to: {user_text[:_REPLY_ECHO]}"
+        )
         if scenario is Scenario.SLOW_LONG:
             text += "".join(f" filler{index}" for index in range(_LONG_STREAM_WORDS))
         text, stop_sequence = _apply_stop_sequences(text, body)
@@ -506,7 +517,7 @@ def _build_message(body: JSONObject, scenario: Scenario | None) -> JSONObject:
             stop_reason, tool_name = "stop_sequence", None
         content.append({"type": "text", "text": text})
     if tool_name is not None:
-        tool_input = {"query": user_text[:60]}
+        tool_input = {"query": scripted if scripted is not None else user_text[:60]}
         content.append(
             {"type": "tool_use", "id": _new_id("toolu_"), "name": tool_name, "input": tool_input}
         )
@@ -523,6 +534,16 @@ def _build_message(body: JSONObject, scenario: Scenario | None) -> JSONObject:
     }
 
 
+def _scripted_reply(request: web.Request) -> str | None:
+    value = request.headers.get(REPLY_HEADER)
+    if value is None:
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except ValueError:
+        raise _invalid(f"{REPLY_HEADER}: not base64 of UTF-8 text") from None
+
+
 def _word_chunks(text: str) -> list[str]:
     """Split text into deltas of a few words; joined back they give the text exactly."""
     words = re.split(r"(?<=\s)(?=\S)", text)
@@ -530,9 +551,15 @@ def _word_chunks(text: str) -> list[str]:
     return ["".join(words[i : i + step]) for i in range(0, len(words), step)]
 
 
-def _block_deltas(block: JSONObject) -> list[JSONObject]:
+def _char_chunks(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _block_deltas(block: JSONObject, delta_chars: int | None = None) -> list[JSONObject]:
     if block["type"] == "text":
-        return [{"type": "text_delta", "text": chunk} for chunk in _word_chunks(block["text"])]
+        text = block["text"]
+        chunks = _char_chunks(text, delta_chars) if delta_chars else _word_chunks(text)
+        return [{"type": "text_delta", "text": chunk} for chunk in chunks]
     if block["type"] == "thinking":
         deltas = [
             {"type": "thinking_delta", "thinking": c} for c in _word_chunks(block["thinking"])
@@ -540,8 +567,8 @@ def _block_deltas(block: JSONObject) -> list[JSONObject]:
         return [*deltas, {"type": "signature_delta", "signature": block["signature"]}]
     encoded = orjson.dumps(block["input"]).decode()
     return [
-        {"type": "input_json_delta", "partial_json": encoded[i : i + _JSON_FRAGMENT]}
-        for i in range(0, len(encoded), _JSON_FRAGMENT)
+        {"type": "input_json_delta", "partial_json": chunk}
+        for chunk in _char_chunks(encoded, delta_chars or _JSON_FRAGMENT)
     ]
 
 
@@ -554,7 +581,9 @@ def _empty_block(block: JSONObject) -> JSONObject:
     return {**block, "input": {}}
 
 
-def _stream_events(message: JSONObject, *, ping_between_deltas: bool = False) -> list[_Event]:
+def _stream_events(
+    message: JSONObject, *, ping_between_deltas: bool = False, delta_chars: int | None = None
+) -> list[_Event]:
     """The documented event sequence that streams `message`."""
     usage = message["usage"]
     container = message.get("container")
@@ -572,7 +601,7 @@ def _stream_events(message: JSONObject, *, ping_between_deltas: bool = False) ->
         events.append(
             ("content_block_start", {**start_event, "content_block": _empty_block(block)})
         )
-        for delta in _block_deltas(block):
+        for delta in _block_deltas(block, delta_chars):
             events.append(
                 (
                     "content_block_delta",
@@ -908,8 +937,11 @@ class UpstreamSimulator:
                 return _drop_connection(request)
             if scenario is Scenario.FAIL_MIDSTREAM:
                 raise _ApiError(*_SCENARIO_ERRORS[Scenario.ERROR_529])
-            return _json_response(self._with_container(_build_message(body, scenario), body))
-        message = self._with_container(_build_message(body, scenario), body)
+            message = _build_message(body, scenario, _scripted_reply(request))
+            return _json_response(self._with_container(message, body))
+        message = self._with_container(
+            _build_message(body, scenario, _scripted_reply(request)), body
+        )
         return await self._stream(request, message, scenario)
 
     def _with_container(self, message: JSONObject, body: JSONObject) -> JSONObject:
@@ -939,7 +971,12 @@ class UpstreamSimulator:
     ) -> web.StreamResponse:
         """Send the message as SSE, one write (and so one flush) per event."""
         slow = scenario in (Scenario.SLOW, Scenario.SLOW_LONG)
-        events = _stream_events(message, ping_between_deltas=scenario is Scenario.SLOW)
+        chars = request.headers.get(DELTA_CHARS_HEADER)
+        events = _stream_events(
+            message,
+            ping_between_deltas=scenario is Scenario.SLOW,
+            delta_chars=int(chars) if chars and chars.isdigit() and int(chars) > 0 else None,
+        )
         if scenario in (Scenario.FAIL_MIDSTREAM, Scenario.DISCONNECT_MIDSTREAM):
             events = _until_deltas(events, _MIDSTREAM_DELTAS)
         if scenario is Scenario.FAIL_MIDSTREAM:

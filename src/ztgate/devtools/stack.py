@@ -22,7 +22,8 @@ SIMULATOR_KEY = "sk-ant-sim-upstream-key"
 
 
 # The embedded demo policy: every verified caller may use any model, tool and skill, except
-# computer use, which shows what a deny looks like.
+# computer use, which shows what a deny looks like. Secrets are redacted, email addresses
+# pseudonymized (restored in the answer) and payment cards refused, in both directions.
 DEMO_POLICY: dict[str, Any] = {
     "default": "deny",
     "rules": [
@@ -30,6 +31,11 @@ DEMO_POLICY: dict[str, Any] = {
             "id": "verified-callers",
             "when": {"tools": ["*"], "skills": ["*"], "mcp_servers": ["*"]},
             "effect": "allow",
+            "mask": {
+                "categories": ["secret"],
+                "action": "redact",
+                "detectors": {"email": "pseudonymize", "payment_card": "block"},
+            },
         },
         {
             "id": "no-computer-use",

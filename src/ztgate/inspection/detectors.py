@@ -130,6 +130,90 @@ def _walk(items: Any, problems: list[str]) -> None:
             _walk(av, problems)
 
 
+STREAM_BREAKS = " \t\r\n"
+"""The characters that end a run in streamed text (see ``spaced_prefix``)."""
+
+_BREAK_CATEGORIES = {
+    "CATEGORY_SPACE": True,
+    "CATEGORY_NOT_SPACE": False,
+    "CATEGORY_DIGIT": False,
+    "CATEGORY_NOT_DIGIT": True,
+    "CATEGORY_WORD": False,
+    "CATEGORY_NOT_WORD": True,
+}
+
+
+def _class_has(items: Any, ch: str) -> bool:
+    """Whether the character class ``items`` (an ``IN`` node) matches ``ch``."""
+    negate = False
+    hit = False
+    for op, av in items:
+        name = str(op)
+        if name == "NEGATE":
+            negate = True
+        elif name == "LITERAL":
+            hit = hit or av == ord(ch)
+        elif name == "RANGE":
+            hit = hit or av[0] <= ord(ch) <= av[1]
+        elif name == "CATEGORY":
+            hit = hit or _BREAK_CATEGORIES.get(str(av), True)
+        else:  # anything unforeseen: assume it can
+            hit = True
+    return hit != negate
+
+
+def _can_break(op: Any, av: Any) -> bool:
+    """Whether the node can match a space or a line break anywhere in it."""
+    name = str(op)
+    if name == "LITERAL":
+        return chr(av) in STREAM_BREAKS
+    if name in ("NOT_LITERAL", "ANY"):
+        return True
+    if name == "IN":
+        return any(_class_has(av, ch) for ch in STREAM_BREAKS)
+    if name in ("MAX_REPEAT", "MIN_REPEAT"):
+        return any(_can_break(o, a) for o, a in av[2])
+    if name == "SUBPATTERN":
+        return any(_can_break(o, a) for o, a in av[3])
+    if name == "BRANCH":
+        return any(_can_break(o, a) for branch in av[1] for o, a in branch)
+    return False
+
+
+def _spaced(items: Any) -> int:
+    offset = 0  # the longest the nodes before this one can match
+    furthest = 0
+    for op, av in items:
+        name = str(op)
+        width = int(_parser.SubPattern(items.state, [(op, av)]).getwidth()[1])
+        if name == "SUBPATTERN":
+            furthest = max(furthest, offset + _spaced(av[3]) if _can_break(op, av) else 0)
+        elif name == "BRANCH":
+            inner = max(_spaced(branch) for branch in av[1])
+            furthest = max(furthest, offset + inner if inner else 0)
+        elif _can_break(op, av):
+            furthest = offset + width
+        offset += width
+    return furthest
+
+
+def spaced_prefix(pattern: str, flags: int = 0) -> int:
+    """How far into a match a space or line break can be: past it, every match is one
+    unbroken run. A stream can release text before a run once that run is long enough, so a
+    detector with long matches (a JWT, an email) need not hold back its whole bound."""
+    return _spaced(parse_pattern(pattern, flags))
+
+
+def literal_prefix(pattern: str, flags: int = 0) -> str:
+    """The text every match starts with (``-----BEGIN`` for a PEM block), or ``""``."""
+    prefix = []
+    for op, av in parse_pattern(pattern, flags):
+        if str(op) != "LITERAL":
+            break
+        prefix.append(chr(av))
+    return "".join(prefix)
+
+
 def check_pattern(
     name: str,
     pattern: str,
@@ -549,7 +633,8 @@ def _known_secrets() -> list[Detector]:
             "connection_string_password",
             "PASSWORD",
             r";[ \t]{0,3}(?:password|pwd)[ \t]{0,3}=[ \t]{0,3}"
-            r"""(?P<value>"[^"\r\n]{1,128}"|'[^'\r\n]{1,128}'|[^;\s"']{1,128})""",
+            # Quoted values with spaces stay within a stream's default holdback (128).
+            r"""(?P<value>"[^"\r\n]{1,96}"|'[^'\r\n]{1,96}'|[^;\s"']{1,128})""",
             0.85,
             v.password_value,
             re.IGNORECASE,

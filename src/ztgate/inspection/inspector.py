@@ -1,23 +1,37 @@
-"""The inspect stage: find PII and secrets in every text field of a request.
+"""The inspect stages: find PII and secrets in every text field, then act as policy says.
 
-Findings (detector, category, where; never the value) feed policy conditions and the record.
-Responses still pass unchanged until masking is wired in. Inspection fails closed: if the
-scanner breaks, the request is refused and nothing goes upstream.
+``inspect_request`` scans before policy decides (findings feed its conditions);
+``protect_request`` applies the decision's ``mask`` to the request (``block`` refuses it);
+``response_filter`` masks the response and restores this request's pseudonyms. Everything
+fails closed: what could not be inspected is never forwarded or released.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+from collections import Counter
+from collections.abc import Mapping
 
+from ztgate.config.model import InspectionConfig
 from ztgate.context import Endpoint, FindingRecord, RequestContext
-from ztgate.errors import GatewayError
-from ztgate.inspection.fields import request_texts
+from ztgate.errors import GatewayError, InvalidRequest, RequestTooLarge
+from ztgate.inspection.detectors import Detector, catalogue, custom_detectors
+from ztgate.inspection.fields import TooDeep, request_fields
+from ztgate.inspection.masking import Action, AppliedFinding, mask_text
 from ztgate.inspection.passthrough import PassThroughInspector
+from ztgate.inspection.pseudonyms import PseudonymVault
+from ztgate.inspection.response import ResponseProtector
 from ztgate.inspection.scanner import Scanner
+from ztgate.inspection.state import InspectionState
+from ztgate.inspection.streaming import DEFAULT_HOLDBACK, stream_bounds
+from ztgate.stages import Inspector, ResponseFilter
 
 log = logging.getLogger("ztgate.inspection")
 
 _INSPECTED = (Endpoint.MESSAGES, Endpoint.COUNT_TOKENS, Endpoint.BATCHES)
+# A batch's results are fetched later, past any restore: its pseudonyms would stay pseudonyms.
+_IN_BATCHES: Mapping[str, Action] = {"pseudonymize": "redact"}
 
 
 class InspectionFailed(GatewayError):
@@ -25,22 +39,133 @@ class InspectionFailed(GatewayError):
     error_type = "api_error"
 
 
+class RequestBlocked(InvalidRequest):
+    """Policy says this kind of data may not be sent at all."""
+
+
+def count_applied(ctx: RequestContext, applied: list[AppliedFinding]) -> None:
+    """Adds the actions that changed text (``report`` changes none) to the request's tally."""
+    for finding in applied:
+        if finding.action != "report":
+            ctx.masked[finding.detector] = ctx.masked.get(finding.detector, 0) + 1
+
+
+def configured_detectors(config: InspectionConfig) -> list[Detector]:
+    """The catalogue and the configuration's own detectors (none when inspection is off)."""
+    if not config.enabled:
+        return []
+    return [*catalogue(), *custom_detectors(config.custom.patterns, config.custom.words)]
+
+
+def inspector_from_config(config: InspectionConfig) -> Inspector:
+    detectors = configured_detectors(config)
+    if not detectors:
+        return PassThroughInspector()
+    if config.hash_key is None:
+        log.warning(
+            "inspection.hash_key is not set: hashed values correlate only until ztgate restarts",
+            extra={"event": "hash_key_ephemeral"},
+        )
+    return ScanningInspector(
+        Scanner(detectors),
+        holdback=config.stream_holdback,
+        hash_key=config.hash_key.get_secret_value().encode() if config.hash_key else None,
+        max_text=config.max_text,
+    )
+
+
 class ScanningInspector(PassThroughInspector):
-    def __init__(self, scanner: Scanner) -> None:
+    def __init__(
+        self,
+        scanner: Scanner,
+        *,
+        holdback: int = DEFAULT_HOLDBACK,
+        hash_key: bytes | None = None,
+        max_text: int = 16 * 1024**2,
+    ) -> None:
+        stream_bounds(scanner, holdback)  # a holdback that cannot cover a detector fails here
         self._scanner = scanner
+        self._holdback = holdback
+        self._hash_key = hash_key if hash_key is not None else secrets.token_bytes(32)
+        self._max_text = max_text
 
     def inspect_request(self, ctx: RequestContext) -> None:
         if ctx.payload is None or ctx.route is None or ctx.route.endpoint not in _INSPECTED:
             return
         batch = ctx.route.endpoint is Endpoint.BATCHES
         try:
-            ctx.findings = [
-                FindingRecord(finding.detector, finding.category, path)
-                for path, text in request_texts(ctx.payload, batch=batch)
-                for finding in self._scanner.scan(text)
-            ]
+            fields = list(request_fields(ctx.payload, batch=batch))
+        except TooDeep as exc:
+            raise InvalidRequest(f"the request cannot be inspected: {exc}") from None
+        size = sum(len(field.text) for field in fields)
+        if size > self._max_text:
+            raise RequestTooLarge(
+                f"the request carries {size} characters of text; at most {self._max_text} "
+                "can be inspected"
+            )
+        try:
+            scanned = [(field, self._scanner.scan(field.text)) for field in fields]
         except Exception as exc:  # fail closed: never forward what could not be inspected
             log.exception("inspection failed", extra={"request_id": ctx.request_id})
             raise InspectionFailed(
                 "the request could not be inspected and was not forwarded"
             ) from exc
+        ctx.findings = [
+            FindingRecord(finding.detector, finding.category, field.path)
+            for field, findings in scanned
+            for finding in findings
+        ]
+        ctx.inspection = InspectionState(scanned)
+
+    def protect_request(self, ctx: RequestContext) -> None:
+        plan = ctx.decision.mask if ctx.decision is not None else None
+        state = ctx.inspection
+        if plan is None or state is None or not ctx.findings:
+            return
+        if ctx.route is not None and ctx.route.endpoint is Endpoint.BATCHES:
+            plan = plan.substituting(_IN_BATCHES)
+        vault = PseudonymVault()
+        blocked: Counter[str] = Counter()
+        try:
+            for field, findings in state.scanned:
+                if not findings:
+                    continue
+                result = mask_text(
+                    field.text,
+                    findings,
+                    plan,
+                    pseudonyms=vault,
+                    hash_key=self._hash_key,
+                    detectors=self._scanner.detectors,
+                )
+                blocked.update(result.blocked)
+                count_applied(ctx, result.applied)
+                if result.text != field.text:
+                    field.replace(result.text)
+                    ctx.payload_changed = True
+        except Exception as exc:  # fail closed: a request half masked is never forwarded
+            log.exception("masking failed", extra={"request_id": ctx.request_id})
+            raise InspectionFailed("the request could not be masked and was not forwarded") from exc
+        if blocked:
+            where = sorted({f.path for f in ctx.findings if f.detector in blocked})
+            raise RequestBlocked(
+                "policy does not allow sending "
+                + ", ".join(f"{d} ({n} found)" for d, n in sorted(blocked.items()))
+                + " in "
+                + ", ".join(where)
+            )
+        state.vault = vault if len(vault) else None
+
+    def response_filter(self, ctx: RequestContext) -> ResponseFilter:
+        plan = ctx.decision.mask if ctx.decision is not None else None
+        state = ctx.inspection
+        if plan is None or ctx.route is None or ctx.route.endpoint is not Endpoint.MESSAGES:
+            return super().response_filter(ctx)
+        return ResponseProtector(
+            ctx,
+            self._scanner,
+            plan,
+            vault=state.vault if state is not None else None,
+            holdback=self._holdback,
+            hash_key=self._hash_key,
+        )

@@ -2,7 +2,7 @@
 
 Pure functions over the scanner's findings. The returned structures name detectors, actions
 and offsets, never a raw value: only the masked text carries text, and it carries a value
-only where the plan leaves it (``block``, ``report`` or no action at all).
+only where the plan leaves it (``report`` or no action at all).
 
 Context detectors (``password = hunter2secret``, ``AccountKey=...``) match their keyword too;
 their pattern marks the secret with a named group ``value`` and only that part is replaced,
@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Literal, get_args
@@ -35,14 +35,26 @@ def _check_actions(where: str, actions: Mapping[str, Action]) -> Mapping[str, Ac
     return MappingProxyType(dict(actions))
 
 
+# From least to most protective: when several policy rules apply, the strictest wins.
+STRICTNESS: Mapping[str, int] = MappingProxyType(
+    {"report": 0, "pseudonymize": 1, "hash": 2, "redact": 3, "block": 4}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class MaskPlan:
     """Which action applies to which finding: per detector id, else per category, else
-    ``default``. A finding no rule covers (``default=None``) is left alone and unrecorded."""
+    ``default``. A finding no rule covers (``default=None``) is left alone and unrecorded.
+
+    ``also`` holds the plans of other policy rules that apply to the same request: each
+    finding gets the strictest action any of them gives it."""
 
     by_detector: Mapping[str, Action]
     by_category: Mapping[str, Action]
     default: Action | None = None
+    also: tuple[MaskPlan, ...] = ()
+    # Actions that cannot apply where the plan is used, and what they become there.
+    substitutes: Mapping[str, Action] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         # Frozen in depth: a plan is shared by every request its policy rule matches.
@@ -51,11 +63,45 @@ class MaskPlan:
         if self.default is not None and self.default not in ACTIONS:
             raise ValueError(f"unknown default action {self.default!r}")
 
+    @staticmethod
+    def strictest(plans: Sequence[MaskPlan]) -> MaskPlan | None:
+        """One plan for several rules' plans (None for none)."""
+        layers = [layer for plan in plans for layer in (plan, *plan.also)]
+        if not layers:
+            return None
+        if len(layers) == 1:
+            return layers[0]
+        first, *rest = layers
+        return MaskPlan(
+            first.by_detector,
+            first.by_category,
+            first.default,
+            tuple(replace(layer, also=()) for layer in rest),
+        )
+
+    def substituting(self, substitutes: Mapping[str, Action]) -> MaskPlan:
+        """This plan where some actions become others: on responses ``pseudonymize`` only
+        reports (the caller may see its own values); in batches, whose results cannot be
+        restored, it redacts."""
+        return replace(self, substitutes=MappingProxyType(dict(substitutes)))
+
     def action_for(self, finding: Finding) -> Action | None:
         """The detector's own rule beats its category's, which beats the default."""
-        action = self.by_detector.get(finding.detector)
+        action = self._own_action(finding.detector, finding.category)
+        for other in self.also:
+            candidate = other._own_action(finding.detector, finding.category)
+            if candidate is not None and (
+                action is None or STRICTNESS[candidate] > STRICTNESS[action]
+            ):
+                action = candidate
+        if action is not None and self.substitutes:
+            action = self.substitutes.get(action, action)
+        return action
+
+    def _own_action(self, detector: str, category: str) -> Action | None:
+        action = self.by_detector.get(detector)
         if action is None:
-            action = self.by_category.get(finding.category, self.default)
+            action = self.by_category.get(category, self.default)
         return action
 
 
@@ -118,7 +164,9 @@ def _replacement(
     hash_key: bytes,
 ) -> str | None:
     """What replaces ``value`` (None: the text stays as it is)."""
-    if action == "redact":
+    if action in ("redact", "block"):
+        # A blocked request is refused whole; a blocked response is withheld from there on:
+        # either way the value itself must never be in what is released.
         return f"[REDACTED:{label}]"
     if action == "pseudonymize":
         if pseudonyms is None:

@@ -1,9 +1,10 @@
-"""The inspect stage before detectors exist: requests and responses pass unchanged."""
+"""The inspect stages switched off (``inspection.enabled: false``): everything passes unchanged."""
 
 from __future__ import annotations
 
 from ztgate.context import RequestContext
 from ztgate.sse import SSEEvent
+from ztgate.stages import ResponseFilter
 
 
 class _Unchanged:
@@ -21,5 +22,8 @@ class PassThroughInspector:
     def inspect_request(self, ctx: RequestContext) -> None:
         return None
 
-    def response_filter(self, ctx: RequestContext) -> _Unchanged:
+    def protect_request(self, ctx: RequestContext) -> None:
+        return None
+
+    def response_filter(self, ctx: RequestContext) -> ResponseFilter:
         return _UNCHANGED

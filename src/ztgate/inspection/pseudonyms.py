@@ -18,6 +18,7 @@ between concurrent requests, and never between identities.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _LABEL = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
@@ -81,9 +82,12 @@ class PseudonymVault:
         """``text`` with every surrogate this vault issued replaced by its value."""
         return self.restore_from(text, 0)
 
-    def restore_from(self, text: str, start: int) -> str:
+    def restore_from(
+        self, text: str, start: int, encode: Callable[[str], str] | None = None
+    ) -> str:
         """Restores ``text[start:]``; ``\\b`` at ``start`` still sees ``text[start - 1]``, so
-        a stream restored piecewise reads word boundaries exactly as the whole text would."""
+        a stream restored piecewise reads word boundaries exactly as the whole text would.
+        ``encode`` writes each value as the text around it needs (JSON string escapes)."""
         if not self._values:
             return text[start:]
         parts: list[str] = []
@@ -95,7 +99,7 @@ class PseudonymVault:
             value = self._values.get(_normalise(core))
             if value is not None:
                 parts.append(text[pos : match.start()])
-                parts.append(value)
+                parts.append(value if encode is None else encode(value))
                 pos = match.end()
         parts.append(text[pos:])
         return "".join(parts)

@@ -4,13 +4,21 @@ One ``StreamMasker`` per content block: it releases masked text as soon as no ma
 cross what it releases, and everything at ``flush()`` (``content_block_stop``). The rule it
 keeps: whatever the chunking, the concatenated output equals ``mask_text`` of the whole text.
 
-Why it holds. Every detector's match is at most ``scanner.max_match_length`` (M) characters
-long, and the holdback H >= M. A match starting before ``len(pending) - H`` therefore ends,
-word boundary after it included, inside the text already seen, so further text cannot change
-it; findings ending by that point are final, and the cut moves back to the start of a finding
-that straddles it, so no finding is ever cut in two. The scan also sees the last M released
-characters as context (findings there are ignored), so ``\\b`` at the cut and matches that
-reach back over it read the text as the whole-text scan does.
+Why it holds. Text is released only up to a cut before which every match is settled:
+
+- Detectors whose matches are at most H (the holdback, 128 by default) long: a match starting
+  before ``len - H`` ends, word boundary after it included, inside the text already seen.
+- Longer detectors whose matches can hold a space or line break only in their first W <= H
+  characters (a JWT, an email, ``Bearer <token>``): a match still growing at the end covers
+  the trailing unbroken run from at most W after its start, so it starts after
+  ``run_start - H``; and no match starts more than its bound before the end.
+- Longer detectors with spaces throughout (a PEM block) must start with a literal anchor
+  (``-----BEGIN``): text is held from the first anchor that no settled finding covers yet.
+
+A finding that straddles the cut moves the cut back to its start, so none is cut in two. The
+scan also sees released text as context (findings there are ignored), so ``\\b`` at the cut
+reads the text as the whole-text scan does. In prose the first token waits at most H
+characters; only an unfinished long token or key block holds more.
 
 ``StreamRestorer`` does the reverse for the model's output: it restores this vault's
 pseudonyms, holding back only a suffix that could still grow into one.
@@ -18,9 +26,80 @@ pseudonyms, holding back only a suffix that could still grow into one.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ztgate.inspection.detectors import (
+    STREAM_BREAKS,
+    Detector,
+    literal_prefix,
+    python_flags,
+    spaced_prefix,
+)
 from ztgate.inspection.masking import AppliedFinding, MaskPlan, mask_range
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.scanner import Finding, Scanner
+
+DEFAULT_HOLDBACK = 128
+_MIN_ANCHOR = 4
+
+
+@dataclass(frozen=True, slots=True)
+class _Anchor:
+    text: str
+    reach: int  # the longest match that starts with it
+    fold: bool  # compare case-insensitively
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBounds:
+    """What a stream must hold back for a catalogue: derived once per (detectors, holdback)."""
+
+    holdback: int
+    run_reach: int  # the longest match of a run-ending detector (0: none is longer than H)
+    anchors: tuple[_Anchor, ...]
+    context: int  # released characters the scan still sees
+
+
+@lru_cache(maxsize=32)
+def stream_bounds(scanner: Scanner, holdback: int) -> StreamBounds:
+    """The bounds for a scanner's detectors and a holdback (computed once per pair), or
+    ValueError naming a detector the holdback cannot cover safely."""
+    return _bounds(tuple(scanner.detectors.values()), holdback)
+
+
+def check_holdback(detectors: Sequence[Detector], holdback: int) -> None:
+    """ValueError naming the first detector a stream with this holdback cannot cover."""
+    _bounds(tuple(detectors), holdback)
+
+
+def _bounds(detectors: tuple[Detector, ...], holdback: int) -> StreamBounds:
+    if holdback < 1:
+        raise ValueError("the stream holdback must be at least 1 character")
+    run_reach = 0
+    anchors: list[_Anchor] = []
+    context = 1
+    for d in detectors:
+        if d.max_length <= holdback:
+            context = max(context, d.max_length)
+            continue
+        spaced = spaced_prefix(d.pattern, d.flags)
+        if spaced <= holdback:
+            run_reach = max(run_reach, d.max_length)
+            context = max(context, d.max_length)
+            continue
+        anchor = literal_prefix(d.pattern, d.flags)
+        if not _MIN_ANCHOR <= len(anchor) <= holdback:
+            raise ValueError(
+                f"detector {d.id!r}: its matches can be {d.max_length} characters long with "
+                f"spaces throughout and have no fixed start, so a stream cannot release text "
+                f"before it safely; raise the holdback to at least {spaced} or shorten the pattern"
+            )
+        fold = bool(python_flags(d.flags) & re.IGNORECASE)
+        anchors.append(_Anchor(anchor.lower() if fold else anchor, d.max_length, fold))
+    return StreamBounds(holdback, run_reach, tuple(anchors), context)
 
 
 class StreamMasker:
@@ -31,19 +110,13 @@ class StreamMasker:
         scanner: Scanner,
         plan: MaskPlan,
         *,
-        holdback: int,
+        holdback: int = DEFAULT_HOLDBACK,
         pseudonyms: PseudonymVault | None = None,
         hash_key: bytes,
     ) -> None:
-        if holdback < scanner.max_match_length:
-            raise ValueError(
-                f"holdback {holdback} is shorter than the longest possible match "
-                f"({scanner.max_match_length}): a secret could slip out split across deltas"
-            )
+        self._bounds = stream_bounds(scanner, holdback)
         self._scanner = scanner
         self._plan = plan
-        self._holdback = holdback
-        self._context = max(1, scanner.max_match_length)
         self._pseudonyms = pseudonyms
         self._hash_key = hash_key
         self._buffer = ""  # released context, then pending text
@@ -54,28 +127,63 @@ class StreamMasker:
 
     @property
     def applied(self) -> list[AppliedFinding]:
-        """Actions taken so far, offsets into the whole (unmasked) stream."""
+        """Actions taken so far (since the last ``take_applied``), offsets into the whole
+        (unmasked) stream."""
         return list(self._applied)
+
+    def take_applied(self) -> list[AppliedFinding]:
+        """The actions taken since the last call, handed over once each."""
+        applied, self._applied = self._applied, []
+        return applied
 
     @property
     def blocked(self) -> list[str]:
-        """Detectors whose ``block`` fired: the caller ends the stream with an error event."""
+        """Detectors whose ``block`` fired: the caller withholds the rest of the response."""
         return list(self._blocked)
 
     def feed(self, fragment: str) -> str:
         """Masked text that is safe to release now (possibly empty)."""
         self._buffer += fragment
-        limit = len(self._buffer) - self._holdback
+        limit = len(self._buffer) - self._bounds.holdback
         if limit <= self._released:
             return ""
-        return self._release(limit, final=False)
+        limit = self._run_limit(limit)
+        if limit <= self._released:
+            return ""
+        findings = self._scanner.scan(self._buffer)
+        limit = self._anchor_limit(limit, findings)
+        if limit <= self._released:
+            return ""
+        return self._release(findings, limit, final=False)
 
     def flush(self) -> str:
         """Everything still held back, masked: call at ``content_block_stop``."""
-        return self._release(len(self._buffer), final=True)
+        return self._release(self._scanner.scan(self._buffer), len(self._buffer), final=True)
 
-    def _release(self, limit: int, *, final: bool) -> str:
-        findings = self._scanner.scan(self._buffer)
+    def _run_limit(self, limit: int) -> int:
+        """No release into a long unbroken run that a long match may still be growing in."""
+        reach = self._bounds.run_reach
+        if not reach:
+            return limit
+        end = len(self._buffer)
+        run_start = 1 + max(self._buffer.rfind(ch, end - reach) for ch in STREAM_BREAKS)
+        return min(limit, max(run_start, end - reach) - self._bounds.holdback)
+
+    def _anchor_limit(self, limit: int, findings: list[Finding]) -> int:
+        """No release past an anchor (``-----BEGIN``) whose match is not settled yet."""
+        end = len(self._buffer)
+        settled_by = end - self._bounds.holdback
+        for anchor in self._bounds.anchors:
+            text = self._buffer.lower() if anchor.fold else self._buffer
+            at = text.find(anchor.text, max(self._released, end - anchor.reach))
+            while 0 <= at < limit:
+                if not any(f.start <= at < f.end <= settled_by for f in findings):
+                    limit = at
+                    break
+                at = text.find(anchor.text, at + 1)
+        return limit
+
+    def _release(self, findings: list[Finding], limit: int, *, final: bool) -> str:
         cut, ready = _final_findings(findings, self._released, limit, final=final)
         result = mask_range(
             self._buffer,
@@ -90,7 +198,7 @@ class StreamMasker:
         )
         self._applied.extend(result.applied)
         self._blocked.extend(d for d in result.blocked if d not in self._blocked)
-        keep = max(0, cut - self._context)
+        keep = max(0, cut - self._bounds.context)
         self._buffer = self._buffer[keep:]
         self._offset += keep
         self._released = cut - keep
@@ -130,8 +238,9 @@ class StreamRestorer:
     whole text. Not thread-safe: one per block.
     """
 
-    def __init__(self, vault: PseudonymVault) -> None:
+    def __init__(self, vault: PseudonymVault, encode: Callable[[str], str] | None = None) -> None:
         self._vault = vault
+        self._encode = encode
         self._buffer = ""  # one released character of context, then pending text
         self._released = 0
 
@@ -149,7 +258,7 @@ class StreamRestorer:
     def _release(self, cut: int) -> str:
         if cut <= self._released:
             return ""
-        out = self._vault.restore_from(self._buffer[:cut], self._released)
+        out = self._vault.restore_from(self._buffer[:cut], self._released, self._encode)
         keep = cut - 1
         self._buffer = self._buffer[keep:]
         self._released = 1

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Literal, NamedTuple
 
+from ztgate.inspection.masking import MaskPlan
+
 
 class Effect(StrEnum):
     ALLOW = "allow"
@@ -30,13 +32,15 @@ class Decision(NamedTuple):
     rule_ids: tuple[str, ...] = ()
     max_tokens: int | None = None
     limits: tuple[LimitCheck, ...] = ()
+    mask: MaskPlan | None = None  # what to do with findings, in the request and the response
 
     def for_batch_request(self, label: str) -> Decision:
         return self._replace(reason=f"batch request {label!r}: {self.reason}")
 
     @staticmethod
     def combine_allows(decisions: Sequence[Decision]) -> Decision:
-        """All allowed: rule ids of all, the strictest max_tokens, every limit (strictest)."""
+        """All allowed: rule ids of all, the strictest max_tokens, every limit (strictest),
+        every mask (the strictest action per finding)."""
         first = decisions[0]
         if len(decisions) == 1:
             return first
@@ -53,4 +57,5 @@ class Decision(NamedTuple):
             rule_ids,
             max_tokens=min(caps) if caps else None,
             limits=tuple(strictest[k] for k in sorted(strictest)),
+            mask=MaskPlan.strictest([d.mask for d in decisions if d.mask is not None]),
         )

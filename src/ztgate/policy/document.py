@@ -74,6 +74,29 @@ class Limits(_Strict):
     per: Literal["principal", "group"] = "principal"
 
 
+MaskAction = Literal["redact", "pseudonymize", "hash", "block", "report"]
+MaskCategory = Literal["pii", "secret", "custom"]
+
+
+class Mask(_Strict):
+    """What to do with findings: ``action`` for whole ``categories`` (all three when omitted),
+    ``detectors`` for single detectors (which beat their category)."""
+
+    action: MaskAction | None = None
+    categories: list[MaskCategory] | None = None
+    detectors: dict[str, MaskAction] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Mask:
+        if self.categories is not None and self.action is None:
+            raise ValueError("categories need an action")
+        if self.action is None and not self.detectors:
+            raise ValueError("name an action (for categories) or detectors with their actions")
+        if self.categories is not None and not self.categories:
+            raise ValueError("an empty list is ambiguous; omit categories to mean all of them")
+        return self
+
+
 class Rule(_Strict):
     id: str
     description: str | None = None
@@ -81,6 +104,7 @@ class Rule(_Strict):
     effect: Literal["allow", "deny", "review"]
     message: str | None = None
     limits: Limits | None = None
+    mask: Mask | None = None
 
     @field_validator("id")
     @classmethod
@@ -95,7 +119,16 @@ class Rule(_Strict):
             raise ValueError("limits apply to allow and review rules, not deny")
         if self.limits is not None and self.limits.per == "group" and not self.when.groups:
             raise ValueError("limits per group need a groups condition")
+        if self.mask is not None and self.effect == "deny":
+            raise ValueError("mask applies to allow and review rules, not deny")
         return self
+
+    def detector_names(self) -> set[str]:
+        """The detectors this rule names, in conditions or obligations."""
+        names = set(self.when.findings or ())
+        if self.mask is not None and self.mask.detectors:
+            names.update(self.mask.detectors)
+        return names
 
 
 class PolicyDocument(_Strict):

@@ -16,8 +16,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from ztgate.identity.claims import claim_strings
+from ztgate.inspection.masking import MaskPlan
 from ztgate.policy.decision import Decision, Effect, LimitCheck
-from ztgate.policy.document import ENDPOINTS, Conditions, Limits, PolicyDocument, Rule
+from ztgate.policy.document import ENDPOINTS, Conditions, Limits, Mask, PolicyDocument, Rule
 from ztgate.policy.request import PolicyRequest, skill_id
 
 _Test = Callable[[PolicyRequest], object]  # truthy when the rule condition holds
@@ -221,6 +222,7 @@ class CompiledRule:
     limits: tuple[tuple[Literal["requests", "tokens"], Literal["minute", "day"], int], ...]
     per_group: bool
     groups: frozenset[str]
+    mask: MaskPlan | None
 
     def matches(self, req: PolicyRequest) -> bool:
         # A plain loop: this is the hot path, and a generator in all() costs a frame per rule.
@@ -250,6 +252,17 @@ def _compile(order: int, rule: Rule, scope_prefix: str) -> CompiledRule:
         limits=_limit_specs(rule),
         per_group=limits is not None and limits.per == "group",
         groups=frozenset(rule.when.groups or ()),
+        mask=_mask_plan(rule.mask),
+    )
+
+
+def _mask_plan(mask: Mask | None) -> MaskPlan | None:
+    if mask is None:
+        return None
+    categories = mask.categories or (["pii", "secret", "custom"] if mask.action else [])
+    return MaskPlan(
+        dict(mask.detectors or {}),
+        dict.fromkeys(categories, mask.action) if mask.action else {},
     )
 
 
@@ -332,8 +345,9 @@ def _decision(
     ids = tuple(c.rule.id for c in decisive)
     if effect is Effect.DENY:
         return Decision(effect, first.reason, ids)
+    masks = [c.mask for c in matched if c.mask is not None and c.effect is not Effect.DENY]
     limited = [c for c in matched if c.rule.limits is not None and c.effect is not Effect.DENY]
-    if not limited:
+    if not limited and not masks:
         return Decision(effect, first.reason, ids)
     caps = [c.rule.limits.max_tokens for c in limited if c.rule.limits and c.rule.limits.max_tokens]
     return Decision(
@@ -342,6 +356,7 @@ def _decision(
         ids,
         max_tokens=min(caps) if caps else None,
         limits=_limit_checks(limited, req),
+        mask=MaskPlan.strictest(masks),
     )
 
 

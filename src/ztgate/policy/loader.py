@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,21 @@ class PolicyError(Exception):
     """The policy cannot be used; the message names the rule and the key."""
 
 
-def load_policy_file(path: str | Path) -> tuple[Policy, list[str]]:
-    return build_policy(read_yaml(path, "policy file", PolicyError), source=str(path))
+def load_policy_file(
+    path: str | Path, *, detectors: Collection[str] | None = None
+) -> tuple[Policy, list[str]]:
+    data = read_yaml(path, "policy file", PolicyError)
+    return build_policy(data, source=str(path), detectors=detectors)
 
 
-def build_policy(data: Any, *, source: str = "<policy>") -> tuple[Policy, list[str]]:
+def build_policy(
+    data: Any, *, source: str = "<policy>", detectors: Collection[str] | None = None
+) -> tuple[Policy, list[str]]:
     """A compiled policy and its lint warnings, from a mapping with a top-level ``policy`` key
-    (a policy file) or the policy document itself (inline in the config)."""
+    (a policy file) or the policy document itself (inline in the config).
+
+    With ``detectors`` (the ids the gateway's scanner has), a rule naming any other detector is
+    an error: a misspelt ``payment_crad: block`` must not quietly block nothing."""
     if isinstance(data, Mapping) and set(data) == {"policy"}:
         data = data["policy"]
     if not isinstance(data, Mapping):
@@ -39,7 +47,29 @@ def build_policy(data: Any, *, source: str = "<policy>") -> tuple[Policy, list[s
         document = PolicyDocument.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(_describe(exc, data, source)) from None
+    if detectors is not None:
+        _check_detectors(document, set(detectors), source)
     return Policy(document), lint(document)
+
+
+def _check_detectors(document: PolicyDocument, known: set[str], source: str) -> None:
+    """No detectors known means inspection is off: then no rule may depend on it."""
+    if not known:
+        problems = [
+            f"  rule {rule.id!r}: needs inspection (mask or findings), which is switched off"
+            for rule in document.rules
+            if rule.mask is not None or rule.when.findings is not None
+        ]
+    else:
+        problems = [
+            f"  rule {rule.id!r}: unknown detector {name!r}"
+            for rule in document.rules
+            for name in sorted(rule.detector_names() - known)
+        ]
+    if problems:
+        raise PolicyError(
+            "\n".join([f"{source} is invalid:", *problems, "  (see docs/data-protection.md)"])
+        )
 
 
 def _describe(exc: ValidationError, data: Mapping[str, Any], source: str) -> str:

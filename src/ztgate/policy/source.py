@@ -20,8 +20,15 @@ log = logging.getLogger("ztgate.policy")
 
 
 class PolicySource:
-    def __init__(self, policy: Policy, path: Path | None, warnings: list[str]) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        path: Path | None,
+        warnings: list[str],
+        detectors: frozenset[str] | None = None,
+    ) -> None:
         self.current = policy
+        self.detectors = detectors
         self.path = path
         self.warnings = warnings
         self.last_error: str | None = None
@@ -29,15 +36,16 @@ class PolicySource:
         self._fingerprint = self._read_fingerprint()
 
     @classmethod
-    def from_config(cls, setting: str | dict[str, Any]) -> PolicySource:
-        """From a file path (reloadable) or an inline document; raises PolicyError."""
+    def from_config(
+        cls, setting: str | dict[str, Any], *, detectors: frozenset[str] | None = None
+    ) -> PolicySource:
+        """From a file path (reloadable) or an inline document; raises PolicyError. With
+        ``detectors``, every load (reloads too) refuses a rule naming an unknown detector."""
         if isinstance(setting, str):
-            policy, warnings = load_policy_file(setting)
-            source = cls(policy, Path(setting), warnings)
-        else:
-            policy, warnings = build_policy(setting, source="config policy")
-            source = cls(policy, None, warnings)
-        return source
+            policy, warnings = load_policy_file(setting, detectors=detectors)
+            return cls(policy, Path(setting), warnings, detectors)
+        policy, warnings = build_policy(setting, source="config policy", detectors=detectors)
+        return cls(policy, None, warnings, detectors)
 
     def log_warnings(self) -> None:
         for warning in self.warnings:
@@ -57,7 +65,7 @@ class PolicySource:
             return False
         self._fingerprint = self._read_fingerprint()
         try:
-            policy, warnings = load_policy_file(self.path)
+            policy, warnings = load_policy_file(self.path, detectors=self.detectors)
         except PolicyError as exc:
             self.last_error = str(exc)
             log.error(

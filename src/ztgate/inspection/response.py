@@ -1,0 +1,221 @@
+"""Protecting a messages response on its way back: mask what policy masks, restore pseudonyms.
+
+Whole JSON responses are handled field by field (text blocks, every string in a ``tool_use``
+input). Streams are handled per content block: ``text_delta`` and ``input_json_delta``
+fragments go through a ``StreamMasker`` (and a ``StreamRestorer`` when the request was
+pseudonymized), which hold back a window and release the rest at ``content_block_stop``.
+Deltas that release nothing are dropped; the held text comes out in later deltas.
+
+Signed ``thinking`` blocks pass unchanged: the client sends them back and the API checks
+their signature, so masking one would break the conversation. The model only ever saw
+masked input, so what it thinks about is masked already.
+
+A ``block`` finding withholds the response from there on (a JSON response becomes an error;
+a stream ends with an error event), and so does any failure: nothing unmasked is released
+because inspection broke.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+
+from ztgate.context import RequestContext, StreamEnd
+from ztgate.errors import GatewayError
+from ztgate.inspection.fields import TextField, json_fields
+from ztgate.inspection.masking import AppliedFinding, MaskPlan, mask_text
+from ztgate.inspection.pseudonyms import PseudonymVault
+from ztgate.inspection.scanner import Scanner
+from ztgate.inspection.streaming import StreamMasker, StreamRestorer
+from ztgate.sse import SSEEvent
+
+log = logging.getLogger("ztgate.inspection")
+
+_TOOL_BLOCKS = ("tool_use", "server_tool_use")
+_T = TypeVar("_T")
+
+
+class ResponseWithheld(GatewayError):
+    status = 502
+    error_type = "api_error"
+
+
+def _json_string(value: str) -> str:
+    """``value`` as it must appear inside a JSON string."""
+    return orjson.dumps(value).decode()[1:-1]
+
+
+def _delta_event(index: int, key: str, text: str) -> bytes:
+    kind = "text_delta" if key == "text" else "input_json_delta"
+    data = {"type": "content_block_delta", "index": index, "delta": {"type": kind, key: text}}
+    return b"event: content_block_delta\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+@dataclass(slots=True)
+class _Block:
+    """One streamed content block's masking (and restoring) state."""
+
+    key: str  # "text" or "partial_json": the delta field it streams
+    masker: StreamMasker
+    restorer: StreamRestorer | None
+
+    def feed(self, fragment: str) -> str:
+        out = self.masker.feed(fragment)
+        if self.restorer is not None and out:
+            out = self.restorer.feed(out)
+        return out
+
+    def flush(self) -> str:
+        out = self.masker.flush()
+        if self.restorer is not None:
+            out = self.restorer.feed(out) + self.restorer.flush()
+        return out
+
+
+class ResponseProtector:
+    """The response filter of one request."""
+
+    def __init__(
+        self,
+        ctx: RequestContext,
+        scanner: Scanner,
+        plan: MaskPlan,
+        *,
+        vault: PseudonymVault | None,
+        holdback: int,
+        hash_key: bytes,
+    ) -> None:
+        self._ctx = ctx
+        self._scanner = scanner
+        # The caller may see its own values: on the way back, pseudonymize only reports.
+        self._plan = plan.substituting({"pseudonymize": "report"})
+        self._vault = vault
+        self._holdback = holdback
+        self._hash_key = hash_key
+        self._blocks: dict[int, _Block] = {}
+
+    # --- whole responses ---------------------------------------------------------------------
+
+    def body(self, body: bytes) -> bytes:
+        if self._ctx.upstream_status != 200:
+            return body  # an error names no model output
+        return self._guarded(self._body, body)
+
+    def _body(self, body: bytes) -> bytes:
+        message = orjson.loads(body)
+        content = message.get("content") if isinstance(message, dict) else None
+        changed = False
+        for index, block in enumerate(content if isinstance(content, list) else []):
+            for field in _output_fields(block, f"content.{index}"):
+                text = self._mask(field.text, field.path)
+                if text != field.text:
+                    field.replace(text)
+                    changed = True
+        return orjson.dumps(message) if changed else body
+
+    def _mask(self, text: str, path: str) -> str:
+        result = mask_text(
+            text,
+            self._scanner.scan(text),
+            self._plan,
+            hash_key=self._hash_key,
+            detectors=self._scanner.detectors,
+        )
+        self._tally(result.applied, result.blocked, path)
+        out = result.text
+        return self._vault.restore(out) if self._vault is not None else out
+
+    # --- streams -----------------------------------------------------------------------------
+
+    def event(self, event: SSEEvent) -> bytes:
+        if event.event not in ("content_block_start", "content_block_delta", "content_block_stop"):
+            return event.raw
+        return self._guarded(self._event, event)
+
+    def _event(self, event: SSEEvent) -> bytes:
+        data = orjson.loads(event.data)
+        index = data.get("index")
+        if event.event == "content_block_delta":
+            block = self._blocks.get(index)
+            delta = data.get("delta") or {}
+            if block is None or not isinstance(delta.get(block.key), str):
+                return event.raw
+            out = block.feed(delta[block.key])
+            self._check(block, index)
+            return _delta_event(index, block.key, out) if out else b""
+        if event.event == "content_block_start":
+            return self._start(event, data, index)
+        block = self._blocks.pop(index, None)
+        if block is None:
+            return event.raw
+        rest = block.flush()
+        self._check(block, index)
+        return (_delta_event(index, block.key, rest) if rest else b"") + event.raw
+
+    def _start(self, event: SSEEvent, data: dict[str, Any], index: int) -> bytes:
+        content = data.get("content_block") or {}
+        kind = content.get("type")
+        if kind == "text":
+            key, encode = "text", None
+        elif kind in _TOOL_BLOCKS:
+            key, encode = "partial_json", _json_string
+        else:
+            return event.raw  # thinking, redacted thinking, tool results: unchanged
+        block = _Block(
+            key,
+            StreamMasker(
+                self._scanner, self._plan, holdback=self._holdback, hash_key=self._hash_key
+            ),
+            StreamRestorer(self._vault, encode) if self._vault is not None else None,
+        )
+        self._blocks[index] = block
+        if kind == "text" and content.get("text"):
+            # A start that already carries text: it too goes through the block's window.
+            first = block.feed(content["text"])
+            content["text"] = ""
+            start = b"event: content_block_start\ndata: " + orjson.dumps(data) + b"\n\n"
+            return start + (_delta_event(index, key, first) if first else b"")
+        return event.raw
+
+    def _check(self, block: _Block, index: int) -> None:
+        self._tally(block.masker.take_applied(), block.masker.blocked, f"content.{index}")
+
+    # --- shared ------------------------------------------------------------------------------
+
+    def _tally(self, applied: list[AppliedFinding], blocked: list[str], path: str) -> None:
+        ctx = self._ctx
+        for finding in applied:
+            if finding.action != "report":
+                ctx.masked[finding.detector] = ctx.masked.get(finding.detector, 0) + 1
+        if blocked:
+            ctx.stream_end = StreamEnd.WITHHELD
+            raise ResponseWithheld(
+                "the response was withheld: policy does not allow "
+                + ", ".join(sorted(set(blocked)))
+                + f" (found in {path})"
+            )
+
+    def _guarded(self, work: Callable[[_T], bytes], item: _T) -> bytes:
+        try:
+            return work(item)
+        except GatewayError:
+            raise
+        except Exception as exc:  # fail closed: nothing unmasked leaves because inspection broke
+            log.exception("response inspection failed", extra={"request_id": self._ctx.request_id})
+            self._ctx.stream_end = StreamEnd.WITHHELD
+            raise ResponseWithheld("the response could not be inspected and was withheld") from exc
+
+
+def _output_fields(block: Any, path: str) -> list[TextField]:
+    if not isinstance(block, dict):
+        return []
+    kind = block.get("type")
+    if kind == "text" and isinstance(block.get("text"), str):
+        return [TextField(f"{path}.text", block, "text")]
+    if kind in _TOOL_BLOCKS and "input" in block:
+        return list(json_fields(block, "input", f"{path}.input"))
+    return []

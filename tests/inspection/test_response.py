@@ -1,0 +1,170 @@
+"""The response filter on its own: SSE events and JSON bodies in, what the caller gets out."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.inspection.test_masking import ANTHROPIC, EMAIL, KEY, full_scanner
+from tests.inspection.test_streaming import chunkings
+from ztgate.context import RequestContext, StreamEnd
+from ztgate.inspection.masking import MaskPlan, mask_text
+from ztgate.inspection.pseudonyms import PseudonymVault
+from ztgate.inspection.response import ResponseProtector, ResponseWithheld
+from ztgate.sse import SSEEvent, SSESplitter, parse_event
+
+PLAN = MaskPlan({"payment_card": "block"}, {"secret": "redact"})
+
+
+def context() -> RequestContext:
+    ctx = RequestContext("req_1", "POST", "/v1/messages", b"", [], None, "http")
+    ctx.upstream_status = 200
+    return ctx
+
+
+def protector(ctx: RequestContext, vault: PseudonymVault | None = None) -> ResponseProtector:
+    return ResponseProtector(ctx, full_scanner(), PLAN, vault=vault, holdback=128, hash_key=KEY)
+
+
+def event(name: str, data: dict[str, object]) -> SSEEvent:
+    return parse_event(f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n")
+
+
+def text_stream(chunks: list[str], kind: str = "text") -> list[SSEEvent]:
+    key, delta = ("text", "text_delta") if kind == "text" else ("partial_json", "input_json_delta")
+    block: dict[str, object] = (
+        {"type": "text", "text": ""}
+        if kind == "text"
+        else {"type": "tool_use", "id": "t", "name": "n", "input": {}}
+    )
+    return [
+        event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": block},
+        ),
+        *(
+            event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": delta, key: c}},
+            )
+            for c in chunks
+        ),
+        event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        event("message_stop", {"type": "message_stop"}),
+    ]
+
+
+def run(filter_: ResponseProtector, events: list[SSEEvent]) -> tuple[str, list[SSEEvent]]:
+    """What the caller gets: the joined deltas, and every event it receives."""
+    wire = b"".join(filter_.event(e) for e in events)
+    out = SSESplitter(1 << 20).feed(wire)
+    joined = ""
+    for e in out:
+        if e.event == "content_block_delta":
+            delta = orjson.loads(e.data)["delta"]
+            joined += delta.get("text", delta.get("partial_json", ""))
+    return joined, out
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    words=st.lists(
+        st.sampled_from(["hi ", "the ", ANTHROPIC, " ", "\n", "x", "key=", "."]), max_size=20
+    ),
+    sizes=st.lists(st.integers(1, 30), min_size=1, max_size=5),
+)
+def test_any_chunking_gives_the_whole_text_masked(words: list[str], sizes: list[int]) -> None:
+    text = "".join(words)
+    expected = mask_text(
+        text, full_scanner().scan(text), PLAN, hash_key=KEY, detectors=full_scanner().detectors
+    ).text
+    joined, out = run(protector(context()), text_stream(chunkings(text, sizes)))
+    assert joined == expected
+    assert [e.event for e in out][-2:] == ["content_block_stop", "message_stop"]
+
+
+def test_streamed_tool_json_stays_valid_when_a_restored_value_needs_escapes() -> None:
+    vault = PseudonymVault()
+    surrogate = vault.pseudonym("PASSWORD", 'p"a\\ss')
+    partial = orjson.dumps({"query": f"use {surrogate} now"}).decode()
+    joined, _ = run(protector(context(), vault), text_stream(chunkings(partial, [3]), "tool"))
+    assert orjson.loads(joined) == {"query": 'use p"a\\ss now'}
+
+
+def test_thinking_and_other_events_pass_byte_for_byte() -> None:
+    thinking = [
+        event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+            },
+        ),
+        event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "thinking_delta", "thinking": ANTHROPIC},
+            },
+        ),
+        event("ping", {"type": "ping"}),
+    ]
+    filter_ = protector(context())
+    assert [filter_.event(e) for e in thinking] == [e.raw for e in thinking]
+
+
+def test_a_blocked_finding_withholds_the_rest_of_the_stream() -> None:
+    ctx = context()
+    filter_ = protector(ctx)
+    events = text_stream(chunkings("card 4111 1111 1111 1111 " + "words " * 40, [4]))
+    sent: list[bytes] = []
+
+    def relay() -> None:
+        for e in events:
+            sent.append(filter_.event(e))
+
+    with pytest.raises(ResponseWithheld, match="payment_card"):
+        relay()
+    assert b"4111" not in b"".join(sent)
+    assert ctx.stream_end is StreamEnd.WITHHELD
+
+
+def test_a_broken_event_fails_closed() -> None:
+    ctx = context()
+    filter_ = protector(ctx)
+    filter_.event(text_stream(["hello"])[0])
+    broken = parse_event(b"event: content_block_delta\ndata: {not json\n\n")
+    with pytest.raises(ResponseWithheld, match="could not be inspected"):
+        filter_.event(broken)
+    assert ctx.stream_end is StreamEnd.WITHHELD
+
+
+def test_json_bodies_are_masked_restored_and_counted() -> None:
+    ctx = context()
+    vault = PseudonymVault()
+    surrogate = vault.pseudonym("EMAIL", EMAIL)
+    body = orjson.dumps(
+        {
+            "content": [
+                {"type": "text", "text": f"key {ANTHROPIC} to {surrogate}"},
+                {"type": "tool_use", "id": "t", "name": "n", "input": {"a": [ANTHROPIC]}},
+                {"type": "thinking", "thinking": ANTHROPIC, "signature": "s"},
+            ]
+        }
+    )
+    out = orjson.loads(protector(ctx, vault).body(body))
+    assert out["content"][0]["text"] == f"key [REDACTED:ANTHROPIC_API_KEY] to {EMAIL}"
+    assert out["content"][1]["input"] == {"a": ["[REDACTED:ANTHROPIC_API_KEY]"]}
+    assert out["content"][2]["thinking"] == ANTHROPIC  # signed: untouched
+    assert ctx.masked == {"anthropic_api_key": 2}
+
+
+def test_error_bodies_pass_unchanged() -> None:
+    ctx = context()
+    ctx.upstream_status = 400
+    body = b'{"type":"error","error":{"type":"invalid_request_error","message":"x"}}'
+    assert protector(ctx).body(body) is body
