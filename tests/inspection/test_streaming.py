@@ -15,7 +15,12 @@ from ztgate.inspection.detectors import custom_detectors
 from ztgate.inspection.masking import MaskPlan, mask_text
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.scanner import Scanner
-from ztgate.inspection.streaming import DEFAULT_HOLDBACK, StreamMasker, StreamRestorer
+from ztgate.inspection.streaming import (
+    DEFAULT_HOLDBACK,
+    RELEASE_STEP,
+    StreamMasker,
+    StreamRestorer,
+)
 
 VISA = "4111 1111 1111 1111"
 PEM = pem("RSA PRIVATE KEY", 4)
@@ -87,7 +92,7 @@ def test_stream_equals_whole_text_catalogue(
     assert masker.blocked == expected.blocked  # type: ignore[attr-defined]
 
 
-def test_prose_waits_no_more_than_the_holdback() -> None:
+def test_prose_waits_no_more_than_the_holdback_then_flows_in_steps() -> None:
     scanner = full_scanner()
     masker = StreamMasker(scanner, PLANS[0], hash_key=KEY)
     released = 0
@@ -95,7 +100,9 @@ def test_prose_waits_no_more_than_the_holdback() -> None:
     for word in ("The quick brown fox jumps over the lazy dog. " * 40).split(" "):
         released += len(masker.feed(word + " "))
         fed += len(word) + 1
-        assert fed - released <= DEFAULT_HOLDBACK + len(word) + 1
+        if not released:  # the first token waits for the window only
+            assert fed <= DEFAULT_HOLDBACK + len(word) + 1
+        assert fed - released < DEFAULT_HOLDBACK + RELEASE_STEP + len(word) + 1
 
 
 def test_an_unfinished_key_block_is_held_until_it_ends() -> None:

@@ -43,6 +43,7 @@ from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.scanner import Finding, Scanner
 
 DEFAULT_HOLDBACK = 128
+RELEASE_STEP = 64  # characters released at a time once a block's first text is out
 _MIN_ANCHOR = 4
 
 
@@ -142,10 +143,15 @@ class StreamMasker:
         return list(self._blocked)
 
     def feed(self, fragment: str) -> str:
-        """Masked text that is safe to release now (possibly empty)."""
+        """Masked text that is safe to release now (possibly empty).
+
+        After the first release, text goes out in steps of at least ``RELEASE_STEP``
+        characters: each release rescans the window, and a scan per three-word delta would
+        cost more than the step's few tokens of latency are worth."""
         self._buffer += fragment
         limit = len(self._buffer) - self._bounds.holdback
-        if limit <= self._released:
+        step = RELEASE_STEP if self._offset or self._released else 1
+        if limit - self._released < step:
             return ""
         limit = self._run_limit(limit)
         if limit <= self._released:
