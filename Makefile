@@ -5,14 +5,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tools/node_modules/.installed
 
-.PHONY: demo test lint typecheck unit bench setup services clean
+.PHONY: demo test lint typecheck unit bench bench-quality setup services clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
+# presidio-evaluator (bench/quality.py reads its templates) goes in with --no-deps: the rest of
+# its stack (pandas, transformers...) is not needed.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet --no-deps presidio-evaluator==0.3.2
 	touch $(STAMP)
 
 # Node tools the tests drive for real: Claude Code and an OpenID provider.
@@ -36,6 +39,10 @@ test: setup lint typecheck
 bench: $(STAMP)
 	bench/run.sh
 	$(BIN)/python bench/identity.py
+
+# Detection quality and speed beside Presidio (docs/benchmarks.md), about a minute.
+bench-quality: $(STAMP)
+	$(BIN)/python bench/quality.py
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache

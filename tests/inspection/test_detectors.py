@@ -185,6 +185,7 @@ TRUE_POSITIVES = [
     ("payment_card", f"JCB:{JCB}", JCB),
     ("payment_card", f"Diners {grouped(DINERS, (4, 6, 4))}", grouped(DINERS, (4, 6, 4))),
     ("payment_card", f"UnionPay {UNIONPAY}", UNIONPAY),
+    ("payment_card", f"Diners {card('38', 14)}", card("38", 14)),
     ("payment_card", "test card 4111 1111 1111 1111", "4111 1111 1111 1111"),
     # IBAN
     ("iban", "IBAN DE89 3704 0044 0532 0130 00 please", "DE89 3704 0044 0532 0130 00"),
@@ -198,6 +199,7 @@ TRUE_POSITIVES = [
     ("us_ssn", "number 667 01 0001", "667 01 0001"),
     ("us_ssn", "ssn: 536221234", "ssn: 536221234"),
     ("us_ssn", "Social Security Number #899-99-9999", "899-99-9999"),
+    ("us_ssn", "SSN is 536221234", "SSN is 536221234"),
     # phone numbers
     ("phone", "call +44 20 7946 0958 today", "+44 20 7946 0958"),
     ("phone", "US office +1 (201) 555-0123.", "+1 (201) 555-0123"),
@@ -210,6 +212,8 @@ TRUE_POSITIVES = [
     ("phone", "tel:+49 30 901820", "+49 30 901820"),
     ("phone", "+33 1 23 45 67 89", "+33 1 23 45 67 89"),
     ("phone", "Mumbai +91 98765 43210", "+91 98765 43210"),
+    ("phone", "desk 201-555-0123x42", "201-555-0123x"),  # the match stops at an extension
+    ("phone", "Manchester (0161) 496 0066", "(0161) 496 0066"),
     # IP addresses
     ("ipv4", "host 192.168.1.20 up", "192.168.1.20"),
     ("ipv4", "dns 8.8.8.8,", "8.8.8.8"),
@@ -228,6 +232,7 @@ TRUE_POSITIVES = [
     ("de_tax_id", f"Steuer-ID: {IDNR}", f"Steuer-ID: {IDNR}"),
     ("de_tax_id", "IdNr 36 574 261 809", "IdNr 36 574 261 809"),
     ("de_tax_id", "tax id 36574261809", "tax id 36574261809"),
+    ("de_tax_id", f"Meine Steuer-ID ist {IDNR}", f"Steuer-ID ist {IDNR}"),
     ("fr_nir", f"NIR {NIR}", NIR),
     ("fr_nir", "n° 2 95 10 99 126 111 93", "2 95 10 99 126 111 93"),
     ("fr_nir", f"Corse {NIR_CORSICA}", NIR_CORSICA),
@@ -238,6 +243,8 @@ TRUE_POSITIVES = [
     ("in_aadhaar", "Aadhaar 2341 2341 2346", "2341 2341 2346"),
     ("in_aadhaar", "id 2341-2341-2346", "2341-2341-2346"),
     ("in_aadhaar", "Aadhaar no. 234123412346", "Aadhaar no. 234123412346"),
+    ("in_aadhaar", "my Aadhaar number is 234123412346", "Aadhaar number is 234123412346"),
+    ("in_aadhaar", "UID 234123412346", "UID 234123412346"),
     ("it_codice_fiscale", "CF RCCMNL83S18D969H", "RCCMNL83S18D969H"),
     # dates of birth in context
     ("date_of_birth", "DOB: 12/05/1988", "DOB: 12/05/1988"),
@@ -246,6 +253,8 @@ TRUE_POSITIVES = [
     ("date_of_birth", "Birthday: July 4th, 1976", "Birthday: July 4th, 1976"),
     ("date_of_birth", "Geburtsdatum: 01.02.1970", "Geburtsdatum: 01.02.1970"),
     ("date_of_birth", "d.o.b. 31/12/99", "d.o.b. 31/12/99"),
+    ("date_of_birth", "Your date of birth. It's 12/05/1988", "date of birth. It's 12/05/1988"),
+    ("date_of_birth", "confirm your birthday (12/05/1988)", "birthday (12/05/1988"),
     # known-format secrets
     ("anthropic_api_key", f"ANTHROPIC_API_KEY={ANTHROPIC}\n", ANTHROPIC),
     ("anthropic_api_key", f"x-api-key: {ANTHROPIC}", ANTHROPIC),
@@ -272,6 +281,11 @@ TRUE_POSITIVES = [
         "aws_secret_access_key",
         f"export AWS_SECRET_ACCESS_KEY={AWS_SECRET}",
         f"AWS_SECRET_ACCESS_KEY={AWS_SECRET}",
+    ),
+    (
+        "aws_secret_access_key",
+        f"aws configure set aws_secret_access_key {AWS_SECRET}",
+        f"aws_secret_access_key {AWS_SECRET}",
     ),
     ("google_api_key", f"key={GOOGLE_KEY}&q=1", GOOGLE_KEY),
     (
@@ -433,6 +447,7 @@ NEAR_MISSES = [
     ("phone", "version 0.12.3"),
     ("phone", "room 101"),
     ("phone", "ISBN 978-3-16-148410-0"),
+    ("phone", "at 18:20:05.246984"),  # dotted trunk-0 numbers are French only
     # IP addresses
     ("ipv4", "bad 999.1.1.1"),
     ("ipv4", "bad 256.1.1.1"),
@@ -457,6 +472,7 @@ NEAR_MISSES = [
     ("in_aadhaar", "2341 2341 2347"),
     ("in_aadhaar", "1341 2341 2346"),
     ("in_aadhaar", "234123412346"),
+    ("in_aadhaar", "tracking 2341 2341 2346 0000"),  # four groups are no Aadhaar
     ("it_codice_fiscale", "RCCMNL83S18D969X"),
     # dates of birth
     ("date_of_birth", "DOB: 31/02/1988"),
@@ -543,6 +559,8 @@ NEAR_MISSES = [
     ("generic_secret", "auth_token: OAuth2Session"),
     ("generic_secret", "password: aaaaaaaaaaaa"),
     ("generic_secret", "for token in tokens: total_tokens += len(token)"),
+    ("generic_secret", 'TOKEN_HEADER = "X-API-Key"'),
+    ("generic_secret", 'secret_name = "prod/payments/stripe"'),
     ("generic_secret", f"api_key = {ANTHROPIC}"),
     ("generic_secret", f"token: {JWT}"),
 ]

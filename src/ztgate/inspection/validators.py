@@ -66,7 +66,7 @@ _IIN_RANGES: tuple[tuple[int, int, int, frozenset[int], str], ...] = (
     (300, 305, 3, frozenset(range(14, 20)), "diners"),
     (3095, 3095, 4, frozenset(range(14, 20)), "diners"),
     (36, 36, 2, frozenset(range(14, 20)), "diners"),
-    (38, 39, 2, frozenset(range(16, 20)), "diners"),
+    (38, 39, 2, frozenset(range(14, 20)), "diners"),
     (62, 62, 2, frozenset(range(16, 20)), "unionpay"),
 )
 
@@ -198,20 +198,23 @@ _DATE_SHAPES = re.compile(
     r"\d{4}[ ./-]\d{1,2}[ ./-]\d{1,2}|\d{1,2}[ ./-]\d{1,2}[ ./-](?:\d{4}|\d{2})"
 )
 # National numbers with a trunk 0 are tried against these plans; more regions would accept more
-# digit runs, so the list stays short.
+# digit runs, so the list stays short. Dotted ones (01.23.45.67.89) are French only: in the
+# others' plans a dotted pair such as the 05.246984 of a timestamp would pass.
 _TRUNK_REGIONS = ("GB", "DE", "FR")
 
 
 def phone(text: str) -> bool:
-    """A number valid in its plan: international (+CC) as written, NANP, or a trunk-0 plan."""
+    """A number valid in its plan: international (+CC) as written, NANP, or a trunk-0 plan.
+    A final ``x`` (the detector stops there when an extension follows) is not judged."""
+    text = text.removesuffix("x")
     digits = digits_of(text)
     if not 7 <= len(digits) <= 15 or _DATE_SHAPES.fullmatch(text):
         return False
     regions: tuple[str | None, ...]
     if text.startswith("+"):
         regions = (None,)
-    elif text.startswith("0"):
-        regions = _TRUNK_REGIONS
+    elif text.startswith(("0", "(0")):
+        regions = ("FR",) if "." in text else _TRUNK_REGIONS
     else:
         regions = ("US",)
     for region in regions:
@@ -253,8 +256,10 @@ def es_dni(text: str) -> bool:
 
 
 def in_aadhaar(text: str) -> bool:
-    """Indian Aadhaar: 12 digits with a Verhoeff check digit."""
-    return aadhaar.is_valid(digits_of(text)[-12:])
+    """Indian Aadhaar: 12 digits (not 16: the pattern takes in a fourth group to see it) with
+    a Verhoeff check digit."""
+    digits = digits_of(text)
+    return len(digits) == 12 and aadhaar.is_valid(digits)
 
 
 def it_codice_fiscale(text: str) -> bool:
@@ -393,6 +398,8 @@ def _char_classes(text: str) -> int:
 
 
 _DOTTED_IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+", re.ASCII)
+# Words joined by separators: header names (X-API-Key), secret names (prod/payments/stripe).
+_JOINED_WORDS = re.compile(r"(?:[A-Z]?[a-z]+|[A-Z]+)(?:[-_./](?:[A-Z]?[a-z]+|[A-Z]+))+")
 _IDENTIFIER_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
 _LOWER_RUN = re.compile(r"[a-z]{3,}")
 _PATH = re.compile(r"(?:\.{0,2}/|~/)[\w./-]+", re.ASCII)
@@ -401,7 +408,11 @@ _PATH = re.compile(r"(?:\.{0,2}/|~/)[\w./-]+", re.ASCII)
 def _wordy(value: str) -> bool:
     """Made of words, as names in code are (``getAccessToken``, ``OAuth2Session``,
     ``total_tokens``): half its characters sit in lowercase runs of three or more. Random
-    tokens rarely do (runs that long are rare), and passwords with symbols are never taken."""
+    tokens rarely do (runs that long are rare), and passwords with symbols are never taken.
+    Letters-only words joined by ``-_./`` (``X-API-Key``, ``prod/payments/stripe``) are names
+    too."""
+    if _JOINED_WORDS.fullmatch(value):
+        return True
     if not _IDENTIFIER_CHARS.fullmatch(value):
         return False
     return sum(len(run) for run in _LOWER_RUN.findall(value)) * 2 >= len(value)
