@@ -48,7 +48,9 @@ class GatewayProcesses:
             f'      issuer: "{self._stack.stack.issuer.base_url}"\n'
             '      audiences: ["ztgate"]\n'
             "server:\n"
-            "  graceful_shutdown: 10s\n" + extra
+            "  graceful_shutdown: 10s\n"
+            "store:\n"
+            f'  url: "sqlite:///{self._workdir}/audit-{port}.db"\n' + extra
         )
         return path
 

@@ -18,6 +18,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ["identity.py", "--tokens", "40"],
         ["policy.py", "--iterations", "200"],
         ["scan_speed.py", "--mb", "0.05", "--rounds", "1", "--skip-fallback"],
+        ["audit_store.py", "--events", "600", "--producers", "8"],
+        ["masking.py", "--deltas", "300", "--requests", "20", "--rounds", "1"],
     ],
 )
 def test_benchmark_runs(args: list[str]) -> None:
@@ -30,3 +32,27 @@ def test_benchmark_runs(args: list[str]) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "|---" in result.stdout
+
+
+def test_quality_bench_runs_both_engines() -> None:
+    """bench/quality.py on a tiny corpus: ztgate and Presidio (installed by `make test`'s setup,
+    with presidio-evaluator's templates) both scored, and the speed table filled."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "quality.py"),
+            *("--per-entity", "3", "--negatives", "10", "--per-near-miss", "1"),
+            *("--per-secret", "1", "--speed-mb", "0.05", "--presidio-mb", "0.02", "--rounds", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "(not installed)" not in out
+    assert "| ztgate F1 |" in out.replace("**", "")
+    assert "| Presidio F1 |" in out.replace("**", "")
+    assert "| IN_AADHAAR |" in out
+    assert "ztgate / Presidio" in out

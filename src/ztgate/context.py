@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ztgate.audit.capture import ResponseCapture
 from ztgate.facts import ResponseFacts
 from ztgate.identity.principal import Identity
 from ztgate.inspection.state import InspectionState
@@ -94,6 +95,9 @@ class RequestContext:
     findings: list[FindingRecord] = field(default_factory=list)
     masked: dict[str, int] = field(default_factory=dict)  # detector -> actions taken on it
     inspection: InspectionState | None = None  # the inspector's own notes, between its stages
+    policy_input: list[Any] = field(default_factory=list)  # the PolicyRequests decided on
+    capture: ResponseCapture | None = None  # set when the response is being recorded
+    audited: bool = False  # the request's audit event is committed
 
     @property
     def model(self) -> str | None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
 import click
 
 from ztgate.logs import configure_logging
+
+DEMO_STORE = Path(".ztgate/demo.db")
+DEMO_CONFIG = Path(".ztgate/demo.yaml")
+SESSION = f"demo-{secrets.token_hex(4)}"
 
 if TYPE_CHECKING:
     import anthropic
@@ -52,7 +57,11 @@ def demo(once: bool, port: int, access_log: bool) -> None:
 async def _demo(once: bool, port: int) -> None:
     from ztgate.devtools.stack import LocalStack  # development tooling: loaded only for the demo
 
-    stack = await LocalStack.start(listen=f"127.0.0.1:{port}")
+    # The embedded default store, kept in .ztgate/ so the audit can be read after the demo.
+    stack = await LocalStack.start(
+        listen=f"127.0.0.1:{port}", store={"url": f"sqlite:///{DEMO_STORE}"}
+    )
+    _write_demo_config(stack)
     try:
         await _tour(stack)
         _instructions(stack)
@@ -77,12 +86,16 @@ async def _tour(stack: LocalStack) -> None:
     click.echo(f"  upstream   {stack.simulator.base_url}  (Claude API simulator)")
     token = stack.token("demo/alice")
     async with anthropic.AsyncAnthropic(
-        base_url=stack.gateway_url, auth_token=token, max_retries=0
+        base_url=stack.gateway_url,
+        auth_token=token,
+        max_retries=0,
+        default_headers={"ztgate-session-id": SESSION},  # the audit groups the tour's calls
     ) as client:
         await _calls(client)
         await _protection(stack, client)
     await _refusals(stack)
     _upstream_view(stack, token)
+    await _audit_view(stack)
 
 
 async def _calls(client: anthropic.AsyncAnthropic) -> None:
@@ -185,6 +198,30 @@ def _upstream_view(stack: LocalStack, token: str) -> None:
     leaked = any(token in " ".join(r.headers.values()) for r in seen)
     click.echo(f"  {len(seen)} requests, all with the gateway's own key: {keys == {SIMULATOR_KEY}}")
     click.echo(f"  caller's token forwarded upstream: {leaked}")
+
+
+async def _audit_view(stack: LocalStack) -> None:
+    _step("7. The audit trail: every request above, hash-chained and signed")
+    report = await stack.gateway.audit.verify()
+    click.echo(f"  {report.events} events in {DEMO_STORE}, verified: {report.ok}")
+    click.echo(f"  signed checkpoints: {report.checkpoints} (up to event {report.signed_seq})")
+    click.echo(f"  read it back:  ztgate audit search --config {DEMO_CONFIG}")
+    click.echo(f"                 ztgate audit verify --config {DEMO_CONFIG}")
+    click.echo(f"                 ztgate sessions list --config {DEMO_CONFIG}")
+    click.echo(f"                 ztgate replay {SESSION} --config {DEMO_CONFIG}")
+
+
+def _write_demo_config(stack: LocalStack) -> None:
+    """The demo's configuration as a file, for the commands that read its store."""
+    import yaml
+
+    config = stack.config.model_dump(mode="json", exclude_defaults=True)
+    config["upstream"]["api_key"] = "${ZTGATE_DEMO_UPSTREAM_KEY:-unused}"
+    DEMO_CONFIG.write_text(
+        "# Written by `ztgate demo`: the demo gateway's settings, for `ztgate audit`,\n"
+        "# `ztgate sessions` and `ztgate replay` to read its audit store.\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
 
 
 def _instructions(stack: LocalStack) -> None:

@@ -9,8 +9,11 @@ from pathlib import Path
 import click
 
 from ztgate import __version__
+from ztgate.cli.audit import audit
 from ztgate.cli.demo import demo
 from ztgate.cli.policy import policy
+from ztgate.cli.sessions import replay, sessions
+from ztgate.cli.store import store
 from ztgate.cli.token import token
 from ztgate.config import ConfigError, GatewayConfig, load_config
 from ztgate.datapath.app import CONFIG_ENV
@@ -75,8 +78,12 @@ def serve(config_path: Path | None, workers: int | None) -> None:
     run_server(config, config_path, workers or config.server.workers)
 
 
+cli.add_command(audit)
 cli.add_command(demo)
 cli.add_command(policy)
+cli.add_command(replay)
+cli.add_command(sessions)
+cli.add_command(store)
 cli.add_command(token)
 
 

@@ -1,4 +1,5 @@
-"""``ztgate policy``: check, test and explain policy files, so that policy is reviewed like code.
+"""``ztgate policy``: check, test, explain and simulate policy files, so that policy is reviewed
+like code.
 
 Every command decides with the gateway's own engine (``ztgate.policy``) on the context the
 gateway would build; see ``docs/policy.md`` for the language and the case-table format.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -16,7 +18,11 @@ from typing import Any, NoReturn
 import click
 import yaml
 
+from ztgate.audit.search import QueryError, parse_time
+from ztgate.audit.views import iso_time
+from ztgate.cli.store import CONFIG_OPTION, config_or_exit, with_store
 from ztgate.config import ConfigError, GatewayConfig, IssuerConfig, load_config
+from ztgate.inspection.inspector import configured_detectors
 from ztgate.policy.cases import (
     CaseError,
     Explanation,
@@ -34,6 +40,8 @@ from ztgate.policy.cases import (
 from ztgate.policy.engine import Policy
 from ztgate.policy.loader import PolicyError, build_policy, load_policy_file
 from ztgate.policy.request import PolicyRequest
+from ztgate.policy.simulate import Simulation, decide_again
+from ztgate.storage.base import AuditStore
 
 # Exit codes: 0 as expected, 1 the policy or a case is wrong, 2 the command could not run.
 _WRONG = 1
@@ -49,15 +57,16 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
-    short_help="Check, test and explain policy files.",
+    short_help="Check, test, explain and simulate policy files.",
 )
 def policy() -> None:
-    """Check, test and explain policy files (the language: docs/policy.md).
+    """Check, test, explain and simulate policy files (the language: docs/policy.md).
 
     \b
       ztgate policy check policy.yaml
       ztgate policy test policy.yaml cases.yaml
       ztgate policy explain --policy policy.yaml --claims who.json --request what.json
+      ztgate policy simulate new-policy.yaml --config ztgate.yaml --since 7d
     """
 
 
@@ -204,6 +213,59 @@ def explain_command(
         _print_explanation(explanation, who, verbose)
 
 
+@policy.command("simulate", short_help="Decide recorded requests again with a new policy.")
+@click.argument("new_policy", type=_FILE)
+@CONFIG_OPTION
+@click.option(
+    "--since",
+    default="7d",
+    show_default=True,
+    help="Requests from this time on: a look-back (7d, 12h) or an ISO 8601 time.",
+)
+@click.option("--until", help="Requests up to this time (same forms).")
+@click.option("--json", "as_json", is_flag=True, help="Print the changes and summary as JSON.")
+def simulate_command(
+    new_policy: Path, config_path: Path | None, since: str, until: str | None, as_json: bool
+) -> None:
+    """Decide the requests the audit recorded again, with NEW_POLICY, and show every decision
+    that would change (effect or deciding rules), why, and a summary. Nothing is sent
+    anywhere: each request's recorded policy facts are decided by the new policy, as the
+    gateway would have decided them (quotas aside).
+
+    Exits 0 when no decision would change, 1 when some would, 2 when it cannot run.
+
+    \b
+      ztgate policy simulate new-policy.yaml --config ztgate.yaml --since 7d
+    """
+    config = config_or_exit(config_path)
+    detectors = frozenset(d.id for d in configured_detectors(config.inspection))
+    try:
+        compiled, _warnings = load_policy_file(new_policy, detectors=detectors)
+    except PolicyError as exc:
+        _fail(str(exc), _CANNOT_RUN)
+    now = time.time()
+    try:
+        start = parse_time(since, now)
+        end = None if until is None else parse_time(until, now)
+    except QueryError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    async def work(store: AuditStore) -> Simulation:
+        result = Simulation()
+        async for event in store.events():
+            if event.at >= start and (end is None or event.at <= end):
+                decide_again(compiled, event, result)
+        return result
+
+    result = with_store(config, work)
+    if as_json:
+        click.echo(json.dumps(_simulation_data(result), indent=2))
+    else:
+        _print_simulation(result)
+    if result.changed:
+        sys.exit(_WRONG)
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"ztgate policy: {message}", err=True)
     sys.exit(code)
@@ -346,3 +408,69 @@ def _facts_line(req: PolicyRequest) -> str:
         else:
             shown.append(f"{key}={'true' if value is True else value}")
     return " ".join(shown)
+
+
+def _simulation_data(result: Simulation) -> dict[str, Any]:
+    return {
+        "summary": {
+            "considered": result.considered,
+            "changed": len(result.changes),
+            "effect_changed": sum(1 for c in result.changes if c.effect_changed),
+            "unchanged": result.unchanged,
+            "skipped": len(result.skipped),
+            "transitions": [
+                {"from": old, "to": new, "count": n}
+                for (old, new), n in sorted(result.transitions().items())
+            ],
+        },
+        "changes": [
+            {
+                "seq": c.seq,
+                "time": iso_time(c.at),
+                "request_id": c.request_id,
+                "principal": c.principal,
+                "endpoint": c.endpoint,
+                "model": c.model,
+                "old": {
+                    "effect": c.old.effect,
+                    "rule_ids": list(c.old.rule_ids),
+                    "reason": c.old.reason,
+                },
+                "new": {
+                    "effect": c.new.effect.value,
+                    "rule_ids": list(c.new.rule_ids),
+                    "reason": c.new.reason,
+                },
+                "why": list(c.why),
+            }
+            for c in result.changes
+        ],
+        "skipped": [{"seq": s.seq, "reason": s.reason} for s in result.skipped],
+    }
+
+
+def _print_simulation(result: Simulation) -> None:
+    for change in result.changes:
+        old = f"{change.old.effect} ({', '.join(change.old.rule_ids) or 'default'})"
+        new = f"{change.new.effect.value} ({', '.join(change.new.rule_ids) or 'default'})"
+        where = " ".join(x for x in (change.endpoint, change.model) if x)
+        click.echo(
+            f"{iso_time(change.at)}  seq {change.seq}  {change.principal or '?'}  {where}  "
+            f"{change.request_id or ''}".rstrip()
+        )
+        click.echo(f"  {old} -> {new}")
+        for line in change.why:
+            click.echo(f"  - {line}")
+    transitions = ", ".join(
+        f"{old} -> {new}: {n}" for (old, new), n in sorted(result.transitions().items())
+    )
+    changed = len(result.changes)
+    summary = (
+        f"{_count(result.considered, 'recorded request')} decided again: "
+        f"{changed} would change"
+        + (f" ({transitions})" if transitions else "")
+        + f", {result.unchanged} unchanged"
+    )
+    if result.skipped:
+        summary += f", {len(result.skipped)} skipped (no recorded facts: purged or older events)"
+    click.echo(("" if not result.changes else "\n") + summary)

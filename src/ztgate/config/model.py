@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ztgate.config.units import Duration, Size
@@ -259,6 +263,73 @@ class InspectionConfig(_Strict):
         return value
 
 
+class AdminConfig(_Strict):
+    # Groups (from tokens, after group_rules) whose members may use the admin API under
+    # /ztgate/api/v1/. None by default: every admin call is refused (403) until some are named.
+    groups: list[str] = Field(default_factory=list)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: list[str]) -> list[str]:
+        if any(not group.strip() for group in value):
+            raise ValueError("a group name cannot be empty")
+        return value
+
+
+class RecordingsConfig(_Strict):
+    # Keep what went upstream and what came back, per request, beside the audit chain.
+    enabled: bool = True
+    # base64 of 32 bytes: recordings are sealed with AES-256-GCM (clear text without one).
+    encryption_key: SecretStr | None = None
+    max_bytes: Size = 4 * 1024**2  # larger recordings are cut from the end and marked truncated
+    retention_days: int | None = Field(default=30, ge=1)  # None: keep them forever
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _encryption_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                key = base64.b64decode(value.get_secret_value().strip(), validate=True)
+            except binascii.Error:
+                key = b""
+            if len(key) != 32:
+                raise ValueError("use the base64 of 32 random bytes (openssl rand -base64 32)")
+        return value
+
+
+class AuditConfig(_Strict):
+    # The Ed25519 key that signs checkpoints: PEM (PKCS#8) text, or a file holding it. With
+    # neither, an embedded SQLite store gets one created beside its database; PostgreSQL
+    # refuses to start without one.
+    signing_key: SecretStr | None = None
+    signing_key_file: str | None = None
+    checkpoint_every: int = Field(default=1000, ge=1)  # events between signed checkpoints
+    checkpoint_interval: Duration = 60.0  # or this long, whichever comes first
+    recordings: RecordingsConfig = Field(default_factory=RecordingsConfig)
+
+    @field_validator("signing_key")
+    @classmethod
+    def _signing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                key = serialization.load_pem_private_key(
+                    value.get_secret_value().strip().encode(), password=None
+                )
+            except (ValueError, TypeError):
+                raise ValueError("not an unencrypted PEM (PKCS#8) private key") from None
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ValueError("the audit signing key must be an Ed25519 key")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> AuditConfig:
+        if self.signing_key is not None and self.signing_key_file is not None:
+            raise ValueError("set signing_key or signing_key_file, not both")
+        if self.checkpoint_interval <= 0:
+            raise ValueError("checkpoint_interval must be positive")
+        return self
+
+
 class LoggingConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -274,6 +345,8 @@ class GatewayConfig(_Strict):
     policy: str | dict[str, Any] | None = None
     quotas: QuotasConfig = Field(default_factory=QuotasConfig)
     inspection: InspectionConfig = Field(default_factory=InspectionConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
 
     @field_validator("listen")
     @classmethod

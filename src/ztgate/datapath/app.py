@@ -1,4 +1,5 @@
-"""The ASGI application: lifespan, health endpoints, and the pipeline for ``/v1``."""
+"""The ASGI application: lifespan, health endpoints, the pipeline for ``/v1``, and the admin
+API under ``/ztgate/api/``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from ztgate.admin.app import AdminApp
 from ztgate.audit.access_log import AccessLog
+from ztgate.audit.trail import AuditTrail
 from ztgate.config import GatewayConfig, load_config
 from ztgate.context import RequestContext
 from ztgate.datapath.containers import ContainerOwners
@@ -27,6 +30,7 @@ from ztgate.policy.decider import PolicyDecider
 from ztgate.policy.quotas import Quotas, quotas_from_url
 from ztgate.policy.source import PolicySource
 from ztgate.review.unavailable import ReviewUnavailable
+from ztgate.storage.base import AuditStore
 from ztgate.types import Message, Receive, Scope, Send
 
 log = logging.getLogger("ztgate")
@@ -42,6 +46,8 @@ class _Runtime:
     quotas: Quotas
     pipeline: Pipeline
     tasks: list[asyncio.Task[None]]
+    trail: AuditTrail
+    admin: AdminApp
 
 
 class Gateway:
@@ -53,6 +59,8 @@ class Gateway:
         assert config.policy is not None, "validate_config requires a policy"
         detectors = frozenset(d.id for d in configured_detectors(config.inspection))
         self.policy = PolicySource.from_config(config.policy, detectors=detectors)
+        # The audit store: opened from ``store.url`` at start-up unless one is given before.
+        self.audit_store: AuditStore | None = None
         self._runtime: _Runtime | None = None
 
     @property
@@ -61,6 +69,13 @@ class Gateway:
         if self._runtime is None:
             raise RuntimeError("the gateway is not started")
         return self._runtime.verifier
+
+    @property
+    def audit(self) -> AuditTrail:
+        """The running audit trail (for the demo and tests)."""
+        if self._runtime is None:
+            raise RuntimeError("the gateway is not started")
+        return self._runtime.trail
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -85,14 +100,18 @@ class Gateway:
         path = scope["path"]
         if (path.startswith("/v1/") or path == "/v1") and b"%" not in scope.get("raw_path", b""):
             await runtime.pipeline.handle(ctx, receive, send)
+        elif path.startswith("/ztgate/api/"):
+            await runtime.admin(scope, receive, send)
         elif path == "/healthz":
             await _json(send, ctx, 200, {"status": "alive"})
         elif path == "/readyz":
-            ready = runtime.verifier.ready
+            audit = await runtime.trail.status()
+            ready = runtime.verifier.ready and audit["ready"]
             report = {
                 "status": "ready" if ready else "not ready",
                 "issuers": runtime.verifier.status(),
                 "policy": self.policy.status(),
+                "audit": audit,
             }
             await _json(send, ctx, 200 if ready else 503, report)
         else:
@@ -115,8 +134,13 @@ class Gateway:
                 return
 
     async def startup(self) -> None:
+        # No audit, no start: the store must be reachable and migrated, the key loaded.
+        trail = await AuditTrail.open(self.config, self.audit_store)
+        self.audit_store = trail.store
         http = aiohttp.ClientSession()
         verifier = TokenVerifier.from_config(self.config.identity, http)
+        verifier.on_key_refresh_failure(trail.key_refresh_failed)
+        self.policy.on_reload = trail.policy_reloaded
         upstream = UpstreamClient(self.config.upstream)
         quotas = quotas_from_url(self.config.quotas.redis_url)
         await verifier.start()
@@ -126,7 +150,7 @@ class Gateway:
             inspector=inspector,
             decider=PolicyDecider(self.policy),
             reviewer=ReviewUnavailable(),
-            recorder=AccessLog(),
+            recorder=trail.recorder(AccessLog()),
             quotas=quotas,
             containers=ContainerOwners(),
         )
@@ -136,7 +160,8 @@ class Gateway:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # SIGHUP reloads the policy; only possible in the main thread (not in tests' threads)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.policy.reload)
-        self._runtime = _Runtime(http, verifier, upstream, quotas, pipeline, tasks)
+        admin = AdminApp.from_config(self.config, trail.store, verifier)
+        self._runtime = _Runtime(http, verifier, upstream, quotas, pipeline, tasks, trail, admin)
         log.info(
             "ztgate started",
             extra={
@@ -157,6 +182,7 @@ class Gateway:
             await runtime.verifier.close()
             await runtime.upstream.close()
             await runtime.http.close()
+            await runtime.trail.close()
 
 
 async def _json(send: Send, ctx: RequestContext, status: int, document: object) -> None:

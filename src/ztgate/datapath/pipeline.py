@@ -67,6 +67,7 @@ class Pipeline:
 
     async def handle(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
         responder = Responder(send, ctx)
+        recorded = False
         try:
             ctx.identity = await self._stages.authenticator.verify(extract_credential(ctx.headers))
             ctx.route = match_route(ctx.method, ctx.path)
@@ -91,15 +92,30 @@ class Pipeline:
             finally:
                 await self._settle(ctx, admission)
         except GatewayError as exc:
+            recorded = await self._record_refusal(ctx, responder, exc)
             await responder.error(exc)
         except ClientDisconnected:
             ctx.stream_end = StreamEnd.CLIENT_DISCONNECTED
         except Exception:
             # A bug is still answered in the Anthropic shape, and nothing more goes upstream.
             log.exception("internal error", extra={"request_id": ctx.request_id})
-            await responder.error(GatewayError("internal error in the gateway"))
+            error = GatewayError("internal error in the gateway")
+            recorded = await self._record_refusal(ctx, responder, error)
+            await responder.error(error)
         finally:
-            await self._stages.recorder.request_finished(ctx)
+            if not recorded:
+                await self._stages.recorder.request_finished(ctx)
+
+    async def _record_refusal(
+        self, ctx: RequestContext, responder: Responder, error: GatewayError
+    ) -> bool:
+        """A refusal is recorded before it is answered, so a caller never holds an answer
+        the audit does not know of. (A stream already under way is recorded when it ends.)"""
+        if responder.started:
+            return False
+        ctx.status, ctx.error_type = error.status, error.error_type
+        await self._stages.recorder.request_finished(ctx)
+        return True
 
     async def _parse(self, ctx: RequestContext, receive: Receive) -> bytes | BodyStream:
         assert ctx.route is not None

@@ -22,10 +22,14 @@ class Responder:
         self.started = True
         self._ctx.status = status
         headers.append((b"ztgate-request-id", self._ctx.request_id.encode()))
+        if self._ctx.capture is not None:
+            self._ctx.capture.start(status, headers)
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes, *, more: bool = True) -> None:
         self._ctx.bytes_out += len(data)
+        if self._ctx.capture is not None:
+            self._ctx.capture.feed(data)
         if not more:
             self.finished = True
         await self._send({"type": "http.response.body", "body": data, "more_body": more})

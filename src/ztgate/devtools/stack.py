@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,8 +77,16 @@ class LocalStack:
     task: asyncio.Task[None]
     gateway_url: str
 
+    scratch: str | None = None  # a folder of its own for the audit store, removed at stop
+
     @classmethod
     async def start(cls, *, listen: str = "127.0.0.1:0", **sections: Any) -> LocalStack:
+        """Without a ``store`` section the audit store is a fresh SQLite file in a scratch
+        folder, removed at stop."""
+        scratch = None
+        if "store" not in sections:
+            scratch = tempfile.mkdtemp(prefix="ztgate-stack-")
+            sections["store"] = {"url": f"sqlite:///{scratch}/audit.db"}
         issuer = DevIssuer()
         await issuer.start()
         simulator = UpstreamSimulator(api_key=SIMULATOR_KEY)
@@ -90,7 +100,7 @@ class LocalStack:
                 raise RuntimeError("the gateway stopped during start-up")
             await asyncio.sleep(0.01)
         host, port = sock.getsockname()[:2]
-        return cls(issuer, simulator, config, server, task, f"http://{host}:{port}")
+        return cls(issuer, simulator, config, server, task, f"http://{host}:{port}", scratch)
 
     @property
     def gateway(self) -> Gateway:
@@ -107,3 +117,5 @@ class LocalStack:
             await self.task
         await self.simulator.stop()
         await self.issuer.stop()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)

@@ -135,6 +135,8 @@ class IssuerKeys:
         self._last_attempt = -float("inf")
         self._lock = asyncio.Lock()
         self.last_error: str | None = None
+        # Told (issuer name, error) of every failed refresh: the audit records them.
+        self.on_failure: Callable[[str, str], None] | None = None
 
     @property
     def current(self) -> KeySet | None:
@@ -164,6 +166,8 @@ class IssuerKeys:
                     "error": str(exc),
                 },
             )
+            if self.on_failure is not None:
+                self.on_failure(self.config.name, str(exc))
         else:
             self.last_error = None
 

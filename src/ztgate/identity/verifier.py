@@ -63,6 +63,11 @@ class TokenVerifier:
         keys = {i.name: IssuerKeys(i, http_fetcher(i, session)) for i in config.issuers}
         return cls(config, keys)
 
+    def on_key_refresh_failure(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(issuer name, error)`` whenever an issuer's keys fail to refresh."""
+        for keys in self._issuers.values():
+            keys.on_failure = callback
+
     async def start(self) -> None:
         """Load every issuer's keys once, then keep them fresh in the background.
 

@@ -13,4 +13,5 @@ class PolicyDecider:
         self.source = source
 
     def decide(self, ctx: RequestContext) -> Decision:
-        return self.source.current.decide(from_context(ctx))
+        ctx.policy_input = requests = from_context(ctx)  # kept for the audit record
+        return self.source.current.decide(requests)

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ class PolicySource:
     ) -> None:
         self.current = policy
         self.detectors = detectors
+        # Told of every reload, applied or rejected (plain data): the audit records them.
+        self.on_reload: Callable[[dict[str, Any]], None] | None = None
         self.path = path
         self.warnings = warnings
         self.last_error: str | None = None
@@ -72,6 +75,7 @@ class PolicySource:
                 "policy reload rejected; the previous policy keeps deciding",
                 extra={"event": "policy_reload_rejected", "error": str(exc)},
             )
+            self._notify({"applied": False, "path": str(self.path), "error": str(exc)})
             return False
         self.current, self.warnings = policy, warnings
         self.last_error = None
@@ -80,7 +84,14 @@ class PolicySource:
             "policy reloaded",
             extra={"event": "policy_reloaded", "rules": len(policy.rules), "lint": warnings},
         )
+        self._notify(
+            {"applied": True, "path": str(self.path), "rules": len(policy.rules), "lint": warnings}
+        )
         return True
+
+    def _notify(self, data: dict[str, Any]) -> None:
+        if self.on_reload is not None:
+            self.on_reload(data)
 
     async def watch(self, interval: float = 1.0) -> None:
         """Reload whenever the file's content changes."""

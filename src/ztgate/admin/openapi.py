@@ -1,0 +1,334 @@
+"""The admin API described as an OpenAPI 3.1 document, written as data beside the route table
+(``routes.py``) it describes; the tests check one against the other and the answers against
+the schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ztgate import __version__
+from ztgate.admin.routes import PREFIX, ROUTES
+from ztgate.audit.search import DECISIONS, KINDS, MAX_LIMIT
+
+_TIME_FILTER = (
+    "A look-back such as `7d`, `12h` or `30m`, or an ISO 8601 date or date-time "
+    "(UTC when it has no offset)."
+)
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+_LIMIT = _query(
+    "limit",
+    "At most this many results (default 100).",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+)
+_SINCE = _query("since", "Only from this time on. " + _TIME_FILTER)
+_UNTIL = _query("until", "Only up to this time. " + _TIME_FILTER)
+_PRINCIPAL = _query("principal", "The caller, as `issuer/subject`.")
+
+_SEARCH_PARAMETERS = [
+    _PRINCIPAL,
+    _query("group", "Callers in this group."),
+    _SINCE,
+    _UNTIL,
+    _query("decision", "The policy decision.", {"type": "string", "enum": list(DECISIONS)}),
+    _query("model", "The requested model."),
+    _query("skill", "Requests for this skill."),
+    _query("finding", "Requests in which inspection found this detector (`email`, ...)."),
+    _query("request_id", "One request (`req_ztg_...`)."),
+    _query(
+        "kind",
+        "Event kinds, comma-separated, or `all` (default `request`): "
+        + ", ".join(f"`{k}`" for k in KINDS)
+        + ".",
+    ),
+    _LIMIT,
+]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def _object(properties: dict[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name in properties if name not in optional],
+    }
+
+
+_STRING = {"type": "string"}
+_HEX = {"type": "string", "pattern": "^[0-9a-f]*$"}
+_TIME = {"type": "string", "format": "date-time"}
+_NUMBER = {"type": "number"}
+_INTEGER = {"type": "integer"}
+_BOOLEAN = {"type": "boolean"}
+_DATA = {"type": "object"}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object(
+        {
+            "type": {"const": "error"},
+            "error": _object({"type": _STRING, "message": _STRING}),
+            "request_id": _STRING,
+        }
+    ),
+    "Event": _object(
+        {
+            "seq": _INTEGER,
+            "kind": _STRING,
+            "time": _TIME,
+            "at": _NUMBER,
+            "request_id": _nullable(_STRING),
+            "principal": _nullable(_STRING),
+            "data": _nullable(_DATA),
+            "purged": _BOOLEAN,
+            "body_digest": _HEX,
+            "prev_hash": _HEX,
+            "hash": _HEX,
+            "outcome": _nullable(_DATA),
+            "outcome_seq": _nullable(_INTEGER),
+        },
+        optional=("outcome", "outcome_seq"),
+    ),
+    "EventList": _object({"events": {"type": "array", "items": _ref("Event")}, "count": _INTEGER}),
+    "Problem": _object(
+        {
+            "kind": {
+                "enum": [
+                    "modified",
+                    "deleted",
+                    "inserted",
+                    "reordered",
+                    "truncated",
+                    "bad_checkpoint",
+                ]
+            },
+            "seq": _INTEGER,
+            "detail": _STRING,
+        }
+    ),
+    "VerifyReport": _object(
+        {
+            "ok": _BOOLEAN,
+            "events": _INTEGER,
+            "head_seq": _INTEGER,
+            "head_hash": _HEX,
+            "checkpoints": _INTEGER,
+            "signed_seq": _INTEGER,
+            "unsigned": _INTEGER,
+            "problem": _nullable(_ref("Problem")),
+        }
+    ),
+    "Checkpoint": _object(
+        {
+            "seq": _INTEGER,
+            "hash": _HEX,
+            "time": _TIME,
+            "at": _NUMBER,
+            "key_id": _STRING,
+            "signature": _HEX,
+        }
+    ),
+    "PublicKey": _object(
+        {"key_id": _STRING, "algorithm": {"const": "Ed25519"}, "public_key": _STRING}
+    ),
+    "CheckpointList": _object(
+        {
+            "format": _STRING,
+            "checkpoints": {"type": "array", "items": _ref("Checkpoint")},
+            "public_keys": {"type": "array", "items": _ref("PublicKey")},
+        }
+    ),
+    "SessionSummary": _object(
+        {
+            "session_id": _STRING,
+            "principal": _STRING,
+            "first_time": _TIME,
+            "last_time": _TIME,
+            "first_at": _NUMBER,
+            "last_at": _NUMBER,
+            "requests": _INTEGER,
+        }
+    ),
+    "SessionList": _object({"sessions": {"type": "array", "items": _ref("SessionSummary")}}),
+    "Content": {
+        "description": "Bytes: parsed JSON, else UTF-8 text, else base64.",
+        "oneOf": [
+            _object({"json": {}}),
+            _object({"text": _STRING}),
+            _object({"base64": _STRING}),
+        ],
+    },
+    "StreamEvent": {
+        "description": "One server-sent event as the caller received it, `offset` seconds "
+        "after the request started.",
+        "oneOf": [
+            _object({"offset": _NUMBER, "text": _STRING}),
+            _object({"offset": _NUMBER, "base64": _STRING}),
+        ],
+    },
+    "Recording": _object(
+        {
+            "request_id": _STRING,
+            "session_id": _STRING,
+            "principal": _STRING,
+            "time": _TIME,
+            "started_at": _NUMBER,
+            "purged": _BOOLEAN,
+            "truncated": _BOOLEAN,
+            "request": _object({"method": _STRING, "path": _STRING, "body": _ref("Content")}),
+            "response": _object(
+                {
+                    "status": _nullable(_INTEGER),
+                    "content_type": _nullable(_STRING),
+                    "body": _nullable(_ref("Content")),
+                    "events": {"type": "array", "items": _ref("StreamEvent")},
+                }
+            ),
+        },
+        optional=("request", "response"),
+    ),
+    "Session": _object(
+        {"session_id": _STRING, "recordings": {"type": "array", "items": _ref("Recording")}}
+    ),
+}
+
+_ERRORS = {
+    "400": "A query parameter is not understood.",
+    "401": "No valid token from a trusted issuer.",
+    "403": "The caller is in none of the groups under `admin.groups`.",
+    "404": "No such event or session.",
+    "503": "The audit store cannot be reached, or recordings are sealed and the key is missing.",
+}
+
+# operationId -> (summary, description, parameters, answer schema, error statuses)
+_OPERATIONS: dict[str, tuple[str, str, list[dict[str, Any]], str, tuple[str, ...]]] = {
+    "search_events": (
+        "Search the audit",
+        "Events newest first; each request event carries its outcome (null: the gateway "
+        "stopped before the request ended, so how it ended is unknown).",
+        _SEARCH_PARAMETERS,
+        "EventList",
+        ("400",),
+    ),
+    "get_event": (
+        "One event by its sequence number",
+        "A request event carries its outcome, as in a search.",
+        [],
+        "Event",
+        ("404",),
+    ),
+    "verify_chain": (
+        "Verify the hash chain and its signed checkpoints",
+        "Recomputes every event's hash and checks every checkpoint's signature; `problem` "
+        "names the first bad event and what is wrong with it.",
+        [],
+        "VerifyReport",
+        (),
+    ),
+    "list_checkpoints": (
+        "Signed checkpoints and the keys that verify them",
+        "The same document `ztgate audit checkpoint --export` writes; keep a copy elsewhere "
+        "and `ztgate audit verify --checkpoints FILE` also detects truncation.",
+        [],
+        "CheckpointList",
+        (),
+    ),
+    "list_sessions": (
+        "Recorded sessions",
+        "Newest first.",
+        [_PRINCIPAL, _SINCE, _UNTIL, _LIMIT],
+        "SessionList",
+        ("400",),
+    ),
+    "get_session": (
+        "A session's recordings, decoded",
+        "Oldest first, unsealed with the configured key; purged recordings keep their metadata.",
+        [],
+        "Session",
+        ("404",),
+    ),
+    "openapi": ("This document", "The admin API as OpenAPI 3.1.", [], "", ()),
+}
+
+_PATH_PARAMETERS = {
+    "seq": {"type": "integer", "minimum": 1},
+    "session_id": {"type": "string", "pattern": "^[A-Za-z0-9_:.@-]{1,200}$"},
+}
+
+
+def _operation(name: str, path_parameters: tuple[str, ...]) -> dict[str, Any]:
+    summary, description, parameters, answer, errors = _OPERATIONS[name]
+    schema = {"type": "object"} if not answer else _ref(answer)
+    responses: dict[str, Any] = {
+        "200": {"description": "OK", "content": {"application/json": {"schema": schema}}}
+    }
+    for status in ("401", "403", *errors, "503"):
+        responses[status] = {"$ref": f"#/components/responses/E{status}"}
+    return {
+        "operationId": name,
+        "summary": summary,
+        "description": description,
+        "parameters": [
+            {"name": p, "in": "path", "required": True, "schema": _PATH_PARAMETERS[p]}
+            for p in path_parameters
+        ]
+        + parameters,
+        "responses": responses,
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document served at ``/ztgate/api/v1/openapi.json``."""
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        paths.setdefault(route.template, {})[route.method.lower()] = _operation(
+            route.name, route.parameters
+        )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ztgate admin API",
+            "version": __version__,
+            "description": "The tamper-evident audit and recorded sessions of a ztgate "
+            "gateway. Every call needs a token from a trusted issuer whose groups include one "
+            "of the config's `admin.groups` (docs/admin-api.md).",
+        },
+        "servers": [{"url": PREFIX}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "An OIDC token, as on the data path (`Authorization: "
+                    "Bearer`, or `x-api-key`).",
+                }
+            },
+            "schemas": SCHEMAS,
+            "responses": {
+                f"E{status}": {
+                    "description": description,
+                    "content": {"application/json": {"schema": _ref("Error")}},
+                }
+                for status, description in _ERRORS.items()
+            },
+        },
+    }

@@ -1,0 +1,50 @@
+"""The admin API's routes: one table, read by the app to dispatch and by the OpenAPI document
+to describe, so that the two cannot drift apart."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PREFIX = "/ztgate/api/v1"
+
+# What a path parameter may hold: a sequence number, or an id as the gateway writes them.
+_PARAMETERS = {"seq": r"[1-9][0-9]{0,17}", "session_id": r"[A-Za-z0-9_:.@-]{1,200}"}
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRoute:
+    name: str  # the handler, and the OpenAPI operationId
+    method: str
+    template: str  # under PREFIX, with {parameters}
+    pattern: re.Pattern[str]
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        return tuple(_PLACEHOLDER.findall(self.template))
+
+
+def _route(name: str, template: str) -> AdminRoute:
+    regex = _PLACEHOLDER.sub(lambda m: f"(?P<{m.group(1)}>{_PARAMETERS[m.group(1)]})", template)
+    return AdminRoute(name, "GET", template, re.compile(re.escape(PREFIX) + regex))
+
+
+ROUTES = (
+    _route("search_events", "/audit/events"),
+    _route("get_event", "/audit/events/{seq}"),
+    _route("verify_chain", "/audit/verify"),
+    _route("list_checkpoints", "/audit/checkpoints"),
+    _route("list_sessions", "/sessions"),
+    _route("get_session", "/sessions/{session_id}"),
+    _route("openapi", "/openapi.json"),
+)
+
+
+def match(method: str, path: str) -> tuple[AdminRoute, dict[str, str]] | None:
+    """The route for a request and its path parameters, or None."""
+    for route in ROUTES:
+        found = route.pattern.fullmatch(path)
+        if found is not None and route.method == method:
+            return route, found.groupdict()
+    return None

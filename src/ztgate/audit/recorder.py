@@ -1,0 +1,91 @@
+"""The record stage: no audit, no access.
+
+``request_started`` commits the request's event before anything goes upstream (the pipeline
+calls it after every check); if the store cannot record, the request is refused with 503.
+``request_finished`` commits the outcome (with the request event too when the request was
+refused before it got that far) and stores the recording. A crash in between leaves a request
+event without an outcome: the audit shows its outcome as unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ztgate.audit.access_log import AccessLog
+from ztgate.audit.capture import ResponseCapture
+from ztgate.audit.record import outcome_event, request_event, session_id
+from ztgate.audit.recording import Recording
+from ztgate.audit.sealing import Sealer, store_recording
+from ztgate.audit.writer import AuditWriter
+from ztgate.config.model import RecordingsConfig
+from ztgate.context import RequestContext
+from ztgate.storage.base import StoreUnavailable
+
+log = logging.getLogger("ztgate.audit")
+
+
+class AuditRecorder:
+    def __init__(
+        self,
+        writer: AuditWriter,
+        recordings: RecordingsConfig,
+        *,
+        sealer: Sealer | None,
+        access_log: AccessLog,
+    ) -> None:
+        self._writer = writer
+        self._recordings = recordings
+        self._sealer = sealer
+        self._access_log = access_log
+
+    async def request_started(self, ctx: RequestContext) -> None:
+        try:
+            await self._writer.write([request_event(ctx)])
+        except StoreUnavailable as exc:
+            log.error(
+                "request refused: the audit store cannot record it",
+                extra={"event": "audit_unavailable", "request_id": ctx.request_id},
+            )
+            raise StoreUnavailable(
+                "the audit store cannot record this request, so it was not forwarded"
+            ) from exc
+        ctx.audited = True
+        if self._recordings.enabled:
+            ctx.capture = ResponseCapture(ctx.started, self._recordings.max_bytes)
+
+    async def request_finished(self, ctx: RequestContext) -> None:
+        events = [outcome_event(ctx)] if ctx.audited else [request_event(ctx), outcome_event(ctx)]
+        try:
+            await self._writer.write(events)
+            if ctx.capture is not None:
+                await self._writer.put_recording(
+                    store_recording(
+                        self._recording(ctx, ctx.capture),
+                        sealer=self._sealer,
+                        max_bytes=self._recordings.max_bytes,
+                    )
+                )
+        except StoreUnavailable:
+            # The answer has gone (or is a refusal): all that is left is to say so loudly.
+            log.error(
+                "the audit store could not record a request's outcome",
+                extra={"event": "audit_outcome_lost", "request_id": ctx.request_id},
+            )
+        await self._access_log.request_finished(ctx)
+
+    @staticmethod
+    def _recording(ctx: RequestContext, capture: ResponseCapture) -> Recording:
+        return Recording(
+            request_id=ctx.request_id,
+            session_id=session_id(ctx),
+            principal=ctx.identity.principal if ctx.identity else "",
+            started_at=ctx.received_at,
+            method=ctx.method,
+            path=ctx.path,
+            request_body=ctx.body,
+            status=capture.status,
+            content_type=capture.content_type,
+            response_body=bytes(capture.body) if capture.body is not None else None,
+            events=capture.events,
+            truncated=capture.truncated,
+        )

@@ -1,0 +1,255 @@
+"""Group commit: many requests' events, one transaction, one fsync.
+
+"No audit, no access": a request goes upstream only after its event is durably committed, so
+every request waits for a commit. Committing each on its own would cap the gateway at the
+disk's fsyncs per second; instead one background task takes everything that queued while the
+previous transaction ran (up to ``max_batch`` events) and appends it in one transaction. Each
+caller's ``write`` returns once its own events are committed, or raises StoreUnavailable,
+which the data path answers with 503.
+
+The writer also signs checkpoints: every ``checkpoint_every`` events it appended, every
+``checkpoint_interval`` seconds when the chain's head moved (on PostgreSQL, other replicas
+move it too), and when it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ztgate.audit.chain import sign_checkpoint
+from ztgate.audit.events import AuditEvent, Checkpoint, StoredEvent
+from ztgate.audit.signing import SigningKey, load_signing_key
+from ztgate.config.model import GatewayConfig
+from ztgate.storage.base import AuditStore, StoredRecording, StoreUnavailable
+
+log = logging.getLogger("ztgate.audit")
+
+
+@dataclass(slots=True)
+class _Pending:
+    events: Sequence[AuditEvent]
+    done: asyncio.Future[list[StoredEvent]]
+
+
+class AuditWriter:
+    def __init__(
+        self,
+        store: AuditStore,
+        signing_key: SigningKey,
+        *,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 60.0,
+        max_batch: int = 1024,
+        recording_retention: float | None = None,
+        retention_check: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self._key = signing_key
+        self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval = checkpoint_interval
+        self._max_batch = max_batch
+        self._clock = clock
+        self._queue: deque[_Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._retention = recording_retention
+        self._retention_check = retention_check
+        self._retention_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._checkpointed_seq = 0
+        self._since_checkpoint = 0
+        self._next_checkpoint_at = 0.0
+        self.transactions = 0  # append transactions committed
+        self.events_written = 0
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig, store: AuditStore) -> AuditWriter:
+        """The writer ``serve`` runs: the configured (or embedded) signing key, checkpoint
+        cadence and recording retention. ConfigError when there is no usable key."""
+        audit = config.audit
+        days = audit.recordings.retention_days
+        return cls(
+            store,
+            load_signing_key(audit, config.store.url),
+            checkpoint_every=audit.checkpoint_every,
+            checkpoint_interval=audit.checkpoint_interval,
+            recording_retention=None if days is None else days * 86400.0,
+        )
+
+    @property
+    def signing_key_id(self) -> str:
+        """Which key signs this writer's checkpoints (never the key)."""
+        return self._key.key_id
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """What verifies this writer's checkpoints."""
+        return self._key.public_key()
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        """Start the committing task; the last stored checkpoint tells where signing resumes."""
+        if self._task is not None:
+            return
+        self._closing = False
+        with contextlib.suppress(StoreUnavailable):  # the store may come back later
+            checkpoints = await self.store.checkpoints()
+            self._checkpointed_seq = max((c.seq for c in checkpoints), default=0)
+        self._next_checkpoint_at = time.monotonic() + self._checkpoint_interval
+        self._task = asyncio.create_task(self._run(), name="ztgate-audit-writer")
+        if self._retention is not None:
+            self._retention_task = asyncio.create_task(
+                self._purge_recordings(self._retention), name="ztgate-audit-retention"
+            )
+
+    async def close(self) -> None:
+        """Commit what is queued, sign a last checkpoint, stop. Writes after this are refused."""
+        task = self._task
+        if task is None:
+            return
+        self._closing = True
+        self._wakeup.set()
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention_task
+            self._retention_task = None
+        await task
+        self._task = None
+        await self._checkpoint(head=None)
+
+    # -- writing
+
+    async def write(self, events: Sequence[AuditEvent]) -> list[StoredEvent]:
+        """Return once ``events`` are durably committed (in order, consecutively), with their
+        place in the chain; StoreUnavailable when they could not be."""
+        if self._task is None or self._closing:
+            raise StoreUnavailable("the audit writer is not running")
+        if not events:
+            return []
+        done: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(events, done))
+        self._wakeup.set()
+        return await done
+
+    async def put_recording(self, recording: StoredRecording) -> None:
+        """Store a request's recording (beside the chain; its own transaction)."""
+        await self.store.put_recording(recording)
+
+    async def checkpoint(self) -> Checkpoint | None:
+        """Sign and store a checkpoint of the chain's head now, if it moved since the last."""
+        return await self._checkpoint(head=None)
+
+    async def _purge_recordings(self, retention: float) -> None:
+        """Drop recording blobs older than ``retention`` seconds, now and every so often
+        (every replica does; purging is idempotent). Event bodies are kept."""
+        while True:
+            try:
+                report = await self.store.purge(self._clock() - retention, events=False)
+            except Exception as exc:
+                log.warning(
+                    "audit retention purge failed",
+                    extra={"event": "audit_purge_failed", "error": f"{type(exc).__name__}: {exc}"},
+                )
+            else:
+                if report.recordings:
+                    log.info(
+                        "audit recordings purged",
+                        extra={"event": "audit_purged", "recordings": report.recordings},
+                    )
+            await asyncio.sleep(self._retention_check)
+
+    # -- the committing task
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                timeout = max(0.0, self._next_checkpoint_at - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout)
+                if not self._queue:
+                    if time.monotonic() >= self._next_checkpoint_at:
+                        await self._checkpoint(head=None)
+                    continue
+            batch = self._take_batch()
+            try:
+                stored = await self.store.append([e for p in batch for e in p.events])
+            except Exception as exc:  # every waiter learns; later writes try the store again
+                failure = (
+                    exc
+                    if isinstance(exc, StoreUnavailable)
+                    else StoreUnavailable(f"the audit store failed: {type(exc).__name__}: {exc}")
+                )
+                self._fail(batch, failure)
+                continue
+            self.transactions += 1
+            self.events_written += len(stored)
+            offset = 0
+            for pending in batch:
+                count = len(pending.events)
+                if not pending.done.done():
+                    pending.done.set_result(stored[offset : offset + count])
+                offset += count
+            self._since_checkpoint += len(stored)
+            if self._since_checkpoint >= self._checkpoint_every:
+                await self._checkpoint(head=stored[-1])
+            elif time.monotonic() >= self._next_checkpoint_at:
+                await self._checkpoint(head=None)
+
+    def _take_batch(self) -> list[_Pending]:
+        """Everything queued, up to ``max_batch`` events (a larger single write goes alone)."""
+        batch = [self._queue.popleft()]
+        size = len(batch[0].events)
+        while self._queue and size + len(self._queue[0].events) <= self._max_batch:
+            pending = self._queue.popleft()
+            batch.append(pending)
+            size += len(pending.events)
+        return batch
+
+    def _fail(self, batch: list[_Pending], failure: StoreUnavailable) -> None:
+        """Fail the batch and everyone who queued while the store was failing."""
+        log.error(
+            "audit store unavailable",
+            extra={"event": "audit_store_unavailable", "error": failure.message},
+        )
+        waiting = batch + list(self._queue)
+        self._queue.clear()
+        for pending in waiting:
+            if not pending.done.done():
+                pending.done.set_exception(failure)
+
+    async def _checkpoint(self, head: StoredEvent | None) -> Checkpoint | None:
+        """Sign ``head`` (or the store's head) unless it is already checkpointed. A failure is
+        logged, not raised: the next trigger tries again, and events stay committed."""
+        self._next_checkpoint_at = time.monotonic() + self._checkpoint_interval
+        try:
+            if head is None:
+                head = await self.store.head()
+            if head is None or head.seq <= self._checkpointed_seq:
+                return None
+            checkpoint = sign_checkpoint(
+                head, self._key.private_key, self._key.key_id, self._clock()
+            )
+            await self.store.add_checkpoint(checkpoint)
+        except Exception as exc:
+            log.warning(
+                "audit checkpoint not stored",
+                extra={"event": "audit_checkpoint_failed", "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return None
+        self._checkpointed_seq = checkpoint.seq
+        self._since_checkpoint = 0
+        return checkpoint

@@ -1,0 +1,1 @@
+"""Durable storage for the audit chain and recordings: SQLite (embedded) and PostgreSQL."""

@@ -1,0 +1,104 @@
+"""What an audit store does, whatever the database: the contract both backends meet.
+
+Every method is a coroutine (SQLite's run on a thread of its own). A failure to reach or
+write the database raises :class:`StoreUnavailable`, which the data path turns into 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ztgate.audit.events import AuditEvent, AuditQuery, Checkpoint, StoredEvent
+from ztgate.errors import ServiceUnavailable
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The audit store cannot record: nothing may go upstream unrecorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecording:
+    """A recording as kept: metadata in the clear, the body as one blob (sealed when a key
+    is configured; None once purged by retention)."""
+
+    request_id: str
+    session_id: str
+    principal: str
+    started_at: float
+    size: int
+    truncated: bool
+    sealed: bool
+    blob: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQuery:
+    principal: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    session_id: str
+    principal: str
+    first_at: float
+    last_at: float
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    events: int  # event bodies dropped (their digests and hashes stay)
+    recordings: int  # recording blobs dropped
+
+
+class AuditStore(Protocol):
+    async def migrate(self) -> list[str]:
+        """Apply pending schema migrations; the names of those applied."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store can be written now."""
+        ...
+
+    async def append(self, events: Sequence[AuditEvent]) -> list[StoredEvent]:
+        """Chain and durably commit ``events`` in one transaction, in order, after the chain's
+        current head (also when other processes append to the same store)."""
+        ...
+
+    async def head(self) -> StoredEvent | None: ...
+
+    def events(self, *, after_seq: int = 0) -> AsyncIterator[StoredEvent]:
+        """Every event after ``after_seq``, in chain order."""
+        ...
+
+    async def search(self, query: AuditQuery) -> list[StoredEvent]:
+        """Newest first, at most ``query.limit``."""
+        ...
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+
+    async def checkpoints(self) -> list[Checkpoint]: ...
+
+    async def put_recording(self, recording: StoredRecording) -> None: ...
+
+    async def recordings(self, session_id: str) -> list[StoredRecording]:
+        """A session's recordings, oldest first."""
+        ...
+
+    async def sessions(self, query: SessionQuery) -> list[SessionSummary]:
+        """Newest first."""
+        ...
+
+    async def purge(
+        self, before: float, *, events: bool = True, recordings: bool = True
+    ) -> PurgeReport:
+        """Drop event bodies and recording blobs older than ``before``; keep every hash.
+        ``events=False`` or ``recordings=False`` leaves that kind alone."""
+        ...

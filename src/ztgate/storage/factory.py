@@ -1,0 +1,38 @@
+"""``store.url`` to a store: ``sqlite:///PATH`` (embedded) or ``postgresql://...``."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from ztgate.storage.base import AuditStore
+from ztgate.storage.common import redact_url
+from ztgate.storage.postgres import PostgresStore
+from ztgate.storage.sqlite import SQLiteStore
+
+SQLITE_PREFIX = "sqlite:///"
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+
+
+def sqlite_path(url: str) -> Path:
+    """The database file of a ``sqlite:///PATH`` URL: ``sqlite:///data/z.db`` is relative to
+    the working directory, ``sqlite:////var/lib/z.db`` absolute."""
+    path = url.removeprefix(SQLITE_PREFIX)
+    if not path:
+        raise ValueError("sqlite:///PATH names no file")
+    return Path(path).absolute()
+
+
+def open_store(url: str) -> AuditStore:
+    """A store for ``url``; nothing is connected until first used (then failures raise
+    StoreUnavailable). The SQLite file's folder is created here."""
+    if url.startswith(SQLITE_PREFIX):
+        path = sqlite_path(url)
+        with contextlib.suppress(OSError):  # if it fails, first use says so (StoreUnavailable)
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(path)
+    if url.startswith(POSTGRES_PREFIXES):
+        return PostgresStore(url)
+    raise ValueError(
+        f"unsupported store URL {redact_url(url)}: use sqlite:///PATH or postgresql://"
+    )

@@ -1,0 +1,363 @@
+"""The embedded audit store: one SQLite file, one connection on one thread of its own.
+
+WAL mode with ``synchronous=FULL``: a committed append survives a power cut. Appends run in
+``BEGIN IMMEDIATE`` and read the chain's head inside that transaction, so several processes
+appending to the same file (``serve --workers N``) still form one chain: SQLite lets one
+writer in at a time, and each sees the head the previous one left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ztgate.audit.chain import chain_events
+from ztgate.audit.events import AuditEvent, AuditQuery, Checkpoint, StoredEvent
+from ztgate.storage.base import (
+    PurgeReport,
+    SessionQuery,
+    SessionSummary,
+    StoredRecording,
+    StoreUnavailable,
+)
+from ztgate.storage.common import (
+    CHECKPOINT_COLUMNS,
+    EVENT_COLUMNS,
+    PAGE,
+    PURGE_BATCH,
+    RECORDING_COLUMNS,
+    checkpoint_from_row,
+    event_from_row,
+    event_row,
+    extra_filters,
+    recording_from_row,
+    session_from_row,
+)
+from ztgate.storage.migrations import migrations
+
+T = TypeVar("T")
+
+# An event's body as JSON text, or NULL when purged or not JSON (a tampered body must not
+# make every search fail).
+_DOC = "(CASE WHEN json_valid(CAST(body AS TEXT)) THEN CAST(body AS TEXT) END)"
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ztgate-sqlite")
+        self._connection: sqlite3.Connection | None = None  # used on the executor thread only
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    # -- plumbing: every call runs on the store's thread; every failure is StoreUnavailable
+
+    async def _run(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable(f"audit store {self.path}: {what} failed: the store is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._call, work)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(
+                f"audit store {self.path}: {what} failed: {exc}", retry_after=5
+            ) from exc
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        connection = self._connection or self._connect()
+        try:
+            return work(connection)
+        except BaseException:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.rollback()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error:
+            connection.close()
+            raise
+        self._connection = connection
+        return connection
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _write(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """One write transaction that takes SQLite's single writer lock up front."""
+        connection.execute("BEGIN IMMEDIATE")
+        yield connection
+        connection.execute("COMMIT")
+
+    # -- the contract
+
+    async def migrate(self) -> list[str]:
+        def work(connection: sqlite3.Connection) -> list[str]:
+            with self._write(connection):
+                connection.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+                )
+                done = {row[0] for row in connection.execute("SELECT name FROM schema_migrations")}
+                applied = []
+                for migration in migrations("sqlite"):
+                    if migration.name in done:
+                        continue
+                    for statement in migration.statements:
+                        connection.execute(statement)
+                    connection.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?)", (migration.name, time.time())
+                    )
+                    applied.append(migration.name)
+            return applied
+
+        return await self._run("migrating the schema", work)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+
+        def work(connection: sqlite3.Connection) -> None:
+            connection.close()
+            self._connection = None
+
+        with contextlib.suppress(StoreUnavailable):
+            if self._connection is not None:
+                await self._run("closing", work)
+        self._closed = True
+        self._executor.shutdown(wait=False)
+
+    async def ping(self) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            with self._write(connection):
+                connection.execute("SELECT 1 FROM events LIMIT 1").fetchall()
+
+        await self._run("ping", work)
+
+    async def append(self, events: Sequence[AuditEvent]) -> list[StoredEvent]:
+        if not events:
+            return []
+
+        def work(connection: sqlite3.Connection) -> list[StoredEvent]:
+            with self._write(connection):
+                head = connection.execute(
+                    "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                stored = chain_events(None if head is None else (head[0], head[1]), events)
+                connection.executemany(
+                    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [event_row(event) for event in stored],
+                )
+            return stored
+
+        return await self._run("appending to the audit chain", work)
+
+    async def head(self) -> StoredEvent | None:
+        def work(connection: sqlite3.Connection) -> StoredEvent | None:
+            row = connection.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            return None if row is None else event_from_row(row)
+
+        return await self._run("reading the chain's head", work)
+
+    async def events(self, *, after_seq: int = 0) -> AsyncIterator[StoredEvent]:
+        cursor = after_seq
+        while True:
+
+            def work(connection: sqlite3.Connection, after: int = cursor) -> list[StoredEvent]:
+                rows = connection.execute(
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after, PAGE),
+                ).fetchall()
+                return [event_from_row(row) for row in rows]
+
+            page = await self._run("reading the audit chain", work)
+            for event in page:
+                yield event
+            if len(page) < PAGE:
+                return
+            cursor = page[-1].seq
+
+    async def search(self, query: AuditQuery) -> list[StoredEvent]:
+        sql, params = _search_sql(query)
+
+        def work(connection: sqlite3.Connection) -> list[StoredEvent]:
+            return [event_from_row(row) for row in connection.execute(sql, params)]
+
+        return await self._run("searching the audit chain", work)
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            with self._write(connection):
+                connection.execute(
+                    f"INSERT OR IGNORE INTO checkpoints ({CHECKPOINT_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (
+                        checkpoint.seq,
+                        checkpoint.hash,
+                        checkpoint.at,
+                        checkpoint.key_id,
+                        checkpoint.signature,
+                    ),
+                )
+
+        await self._run("storing a checkpoint", work)
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        def work(connection: sqlite3.Connection) -> list[Checkpoint]:
+            rows = connection.execute(
+                f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY seq, key_id"
+            )
+            return [checkpoint_from_row(row) for row in rows]
+
+        return await self._run("reading checkpoints", work)
+
+    async def put_recording(self, recording: StoredRecording) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            with self._write(connection):
+                connection.execute(
+                    f"INSERT OR REPLACE INTO recordings ({RECORDING_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        recording.request_id,
+                        recording.session_id,
+                        recording.principal,
+                        recording.started_at,
+                        recording.size,
+                        int(recording.truncated),
+                        int(recording.sealed),
+                        recording.blob,
+                    ),
+                )
+
+        await self._run("storing a recording", work)
+
+    async def recordings(self, session_id: str) -> list[StoredRecording]:
+        def work(connection: sqlite3.Connection) -> list[StoredRecording]:
+            rows = connection.execute(
+                f"SELECT {RECORDING_COLUMNS} FROM recordings WHERE session_id = ? "
+                "ORDER BY started_at, request_id",
+                (session_id,),
+            )
+            return [recording_from_row(row) for row in rows]
+
+        return await self._run("reading recordings", work)
+
+    async def sessions(self, query: SessionQuery) -> list[SessionSummary]:
+        conditions, params = _time_conditions("started_at", query.since, query.until)
+        if query.principal is not None:
+            conditions.append("principal = ?")
+            params.append(query.principal)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        sql = (
+            "SELECT session_id, principal, MIN(started_at), MAX(started_at), COUNT(*) "
+            f"FROM recordings {where} GROUP BY session_id, principal "
+            "ORDER BY MAX(started_at) DESC, session_id LIMIT ?"
+        )
+        params.append(query.limit)
+
+        def work(connection: sqlite3.Connection) -> list[SessionSummary]:
+            return [session_from_row(row) for row in connection.execute(sql, params)]
+
+        return await self._run("listing sessions", work)
+
+    async def purge(
+        self, before: float, *, events: bool = True, recordings: bool = True
+    ) -> PurgeReport:
+        """Drop event bodies and recording blobs older than ``before`` (``events`` or
+        ``recordings`` False keeps that kind), in batches so appends keep flowing."""
+        purged = {"events": 0, "recordings": 0}
+        batches = []
+        if events:
+            batches.append(
+                (
+                    "events",
+                    "UPDATE events SET body = NULL WHERE seq IN (SELECT seq FROM events "
+                    "WHERE at < ? AND body IS NOT NULL LIMIT ?)",
+                )
+            )
+        if recordings:
+            batches.append(
+                (
+                    "recordings",
+                    "UPDATE recordings SET blob = NULL WHERE request_id IN (SELECT request_id "
+                    "FROM recordings WHERE started_at < ? AND blob IS NOT NULL LIMIT ?)",
+                )
+            )
+        for table, sql in batches:
+            while True:
+
+                def work(connection: sqlite3.Connection, statement: str = sql) -> int:
+                    with self._write(connection):
+                        return connection.execute(statement, (before, PURGE_BATCH)).rowcount
+
+                count = await self._run(f"purging {table}", work)
+                purged[table] += count
+                if count < PURGE_BATCH:
+                    break
+        return PurgeReport(events=purged["events"], recordings=purged["recordings"])
+
+
+def _time_conditions(
+    column: str, since: float | None, until: float | None
+) -> tuple[list[str], list[Any]]:
+    conditions: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        conditions.append(f"{column} >= ?")
+        params.append(since)
+    if until is not None:
+        conditions.append(f"{column} <= ?")
+        params.append(until)
+    return conditions, params
+
+
+def _search_sql(query: AuditQuery) -> tuple[str, list[Any]]:
+    conditions, params = _time_conditions("at", query.since, query.until)
+    for column in ("principal", "request_id"):
+        value = getattr(query, column)
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            params.append(value)
+    if query.kinds:
+        conditions.append(f"kind IN ({', '.join('?' for _ in query.kinds)})")
+        params.extend(query.kinds)
+    for path, value in (("$.data.decision.effect", query.decision), ("$.data.model", query.model)):
+        if value is not None:
+            conditions.append(f"json_extract({_DOC}, '{path}') = ?")
+            params.append(value)
+    for array, value in (("$.data.groups", query.group), ("$.data.skills", query.skill)):
+        if value is not None:
+            conditions.append(
+                f"EXISTS (SELECT 1 FROM json_each({_DOC}, '{array}') WHERE value = ?)"
+            )
+            params.append(value)
+    if query.finding is not None:
+        conditions.append(
+            f"EXISTS (SELECT 1 FROM json_each({_DOC}, '$.data.findings') WHERE key = ?)"
+        )
+        params.append(query.finding)
+    for key, value in extra_filters(query):
+        path = f"'$.data.{key}'"
+        if value is None:
+            conditions.append(f"json_type({_DOC}, {path}) = 'null'")
+        else:
+            conditions.append(f"json_extract({_DOC}, {path}) = ?")
+            params.append(int(value) if isinstance(value, bool) else value)
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    params.append(query.limit)
+    return f"SELECT {EVENT_COLUMNS} FROM events {where} ORDER BY seq DESC LIMIT ?", params
