@@ -21,20 +21,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import random
-import statistics
 import string
 import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
 from faker import Faker
 
+from gateway_timing import Timings, pct, print_table, time_gateways
 from ztgate.context import RequestContext
-from ztgate.devtools.simulator import REPLY_HEADER
 from ztgate.devtools.stack import DEMO_POLICY, LocalStack
 from ztgate.inspection.detectors import catalogue
 from ztgate.inspection.masking import MaskPlan
@@ -44,7 +41,6 @@ from ztgate.inspection.scanner import Scanner
 from ztgate.sse import SSEEvent, parse_event
 
 PLAN = MaskPlan({"email": "pseudonymize", "payment_card": "redact"}, {"secret": "redact"})
-MODEL = "claude-haiku-5-5"
 
 
 def _key(rng: random.Random) -> str:
@@ -159,70 +155,23 @@ def _policy(mask: bool) -> dict[str, Any]:
     return policy
 
 
-async def _request_path(requests: int, rounds: int) -> dict[str, dict[str, list[float]]]:
+async def _request_path(requests: int, rounds: int) -> dict[str, Timings]:
     fake = Faker()
     Faker.seed(11)
     rng = random.Random(11)
     prompt = _prose(rng, fake, 4096, 1500)
-    reply = base64.b64encode(_prose(rng, fake, 2048, 900).encode()).decode()
+    reply = _prose(rng, fake, 2048, 900)
     stacks = {
         "masking off": await LocalStack.start(policy=_policy(False), logging={"level": "warning"}),
         "masking on": await LocalStack.start(policy=_policy(True), logging={"level": "warning"}),
     }
-    body = orjson.dumps(
-        {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": prompt}]}
-    )
-    stream_body = orjson.dumps(
-        {
-            "model": MODEL,
-            "max_tokens": 600,
-            "stream": True,
-            "messages": [{"role": "user", "content": "hi"}],
-        }
-    )
-    results: dict[str, dict[str, list[float]]] = {k: {"latency": [], "ttft": []} for k in stacks}
-    sessions = {k: aiohttp.ClientSession() for k in stacks}
     try:
-        tokens = {k: s.token("demo/bench") for k, s in stacks.items()}
-        for _ in range(rounds):
-            for name, stack in stacks.items():
-                headers = {
-                    "authorization": f"Bearer {tokens[name]}",
-                    "content-type": "application/json",
-                    "anthropic-version": "2023-06-01",
-                }
-                url = f"{stack.gateway_url}/v1/messages"
-                for _ in range(requests // rounds):
-                    t0 = time.perf_counter()
-                    async with sessions[name].post(url, data=body, headers=headers) as response:
-                        await response.read()
-                        assert response.status == 200, await response.text()
-                    results[name]["latency"].append(time.perf_counter() - t0)
-                for _ in range(max(1, requests // rounds // 4)):
-                    t0 = time.perf_counter()
-                    async with sessions[name].post(
-                        url, data=stream_body, headers={**headers, REPLY_HEADER: reply}
-                    ) as response:
-                        first = None
-                        async for line in response.content:
-                            if first is None and line.startswith(b"event: content_block_delta"):
-                                first = time.perf_counter() - t0
-                        assert first is not None
-                    results[name]["ttft"].append(first)
+        return await time_gateways(
+            stacks, prompt=prompt, reply=reply, requests=requests, rounds=rounds
+        )
     finally:
-        for session in sessions.values():
-            await session.close()
         for stack in stacks.values():
             await stack.stop()
-    return results
-
-
-def _pct(values: list[float], q: float) -> float:
-    return (
-        statistics.quantiles(values, n=100)[int(q) - 1] * 1000
-        if len(values) > 1
-        else values[0] * 1000
-    )
 
 
 def main() -> None:
@@ -242,17 +191,11 @@ def main() -> None:
 
     results = asyncio.run(_request_path(args.requests, args.rounds))
     print("\n### Request path: masking on vs off (4 KB prompt with an email and a key)\n")
-    print("| gateway | p50 ms | p90 ms | TTFT p50 ms (streamed 2 KB answer) |")
-    print("|---|---:|---:|---:|")
-    for name, data in results.items():
-        print(
-            f"| {name} | {_pct(data['latency'], 50):.3f} | {_pct(data['latency'], 90):.3f} "
-            f"| {_pct(data['ttft'], 50):.3f} |"
-        )
+    print_table(results)
     off, on = results["masking off"], results["masking on"]
     print(
-        f"\nmasking on - off: p50 {_pct(on['latency'], 50) - _pct(off['latency'], 50):+.3f} ms, "
-        f"TTFT p50 {_pct(on['ttft'], 50) - _pct(off['ttft'], 50):+.3f} ms"
+        f"\nmasking on - off: p50 {pct(on.latency, 50) - pct(off.latency, 50):+.3f} ms, "
+        f"stream TTFT p50 {pct(on.ttft, 50) - pct(off.ttft, 50):+.3f} ms"
     )
 
 

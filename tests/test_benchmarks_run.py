@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ["scan_speed.py", "--mb", "0.05", "--rounds", "1", "--skip-fallback"],
         ["audit_store.py", "--events", "600", "--producers", "8"],
         ["masking.py", "--deltas", "300", "--requests", "20", "--rounds", "1"],
+        ["audit_path.py", "--requests", "20", "--rounds", "1"],
     ],
 )
 def test_benchmark_runs(args: list[str]) -> None:

@@ -144,6 +144,32 @@ async def test_recordings_go_to_the_store(writer: AuditWriter, store: AuditStore
     assert await store.recordings("s1") == [recording]
 
 
+async def test_deferred_events_ride_with_the_next_transaction(
+    writer: AuditWriter, store: AuditStore
+) -> None:
+    outcome = asyncio.create_task(writer.write([event(1)], within=5.0))
+    await asyncio.sleep(0.05)
+    assert writer.transactions == 0  # nobody waits on it: it has not started a transaction
+    [urgent] = await writer.write([event(2)])
+    [deferred] = await outcome
+    assert writer.transactions == 1
+    assert (deferred.seq, urgent.seq) == (1, 2)
+    alone = await asyncio.wait_for(writer.write([event(3)], within=0.05), 2)
+    assert alone[0].seq == 3  # with nothing else coming, it is committed after ``within``
+    await verify(store)
+
+
+async def test_recordings_arriving_together_share_a_transaction(
+    writer: AuditWriter, store: AuditStore
+) -> None:
+    stored = [
+        StoredRecording(f"req_{i:02}", "s1", "p", 1.0 + i, 3, False, False, b"abc")
+        for i in range(20)
+    ]
+    await asyncio.gather(*(writer.put_recording(r, within=0.05) for r in stored))
+    assert await store.recordings("s1") == stored
+
+
 async def test_sqlite_failure_reaches_every_waiter_and_service_resumes(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
     store = SQLiteStore(path, busy_timeout=0.3)

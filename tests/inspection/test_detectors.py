@@ -406,6 +406,13 @@ def test_true_positive(scanner: Scanner, detector: str, text: str, expected: str
 # --- near misses: (detector, text) the detector must not report ------------------------------
 
 NEAR_MISSES = [
+    # private keys: placeholders in docs and templates
+    ("private_key", "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----"),
+    (
+        "private_key",
+        "-----BEGIN RSA PRIVATE KEY-----\n<your key here>\n-----END RSA PRIVATE KEY-----",
+    ),
+    ("private_key", '"-----BEGIN PRIVATE KEY-----\\nMIIE...\\n-----END PRIVATE KEY-----\\n"'),
     # email
     ("email", "retina asset logo@2x.png"),
     ("email", "user@localhost"),

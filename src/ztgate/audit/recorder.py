@@ -9,6 +9,7 @@ event without an outcome: the audit shows its outcome as unknown.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from ztgate.audit.access_log import AccessLog
@@ -22,6 +23,8 @@ from ztgate.context import RequestContext
 from ztgate.storage.base import StoreUnavailable
 
 log = logging.getLogger("ztgate.audit")
+
+OUTCOME_DELAY = 0.05  # seconds an outcome (or a recording) may wait to share a commit
 
 
 class AuditRecorder:
@@ -37,6 +40,7 @@ class AuditRecorder:
         self._recordings = recordings
         self._sealer = sealer
         self._access_log = access_log
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def request_started(self, ctx: RequestContext) -> None:
         try:
@@ -54,16 +58,35 @@ class AuditRecorder:
             ctx.capture = ResponseCapture(ctx.started, self._recordings.max_bytes)
 
     async def request_finished(self, ctx: RequestContext) -> None:
+        """A refusal's events are committed before it is answered (the pipeline waits here);
+        the outcome of a forwarded request is committed in the background, so the next
+        request on the same connection does not wait for it (``drain`` waits at shutdown)."""
+        if ctx.audited:
+            task = asyncio.get_running_loop().create_task(self._finish(ctx))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        else:
+            await self._finish(ctx)
+        await self._access_log.request_finished(ctx)
+
+    async def drain(self) -> None:
+        """Wait for every outcome still being written."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def _finish(self, ctx: RequestContext) -> None:
         events = [outcome_event(ctx)] if ctx.audited else [request_event(ctx), outcome_event(ctx)]
         try:
-            await self._writer.write(events)
+            # An outcome nobody waits on joins the next transaction (at most 50 ms later).
+            await self._writer.write(events, within=OUTCOME_DELAY if ctx.audited else 0.0)
             if ctx.capture is not None:
                 await self._writer.put_recording(
                     store_recording(
                         self._recording(ctx, ctx.capture),
                         sealer=self._sealer,
                         max_bytes=self._recordings.max_bytes,
-                    )
+                    ),
+                    within=OUTCOME_DELAY,
                 )
         except StoreUnavailable:
             # The answer has gone (or is a refusal): all that is left is to say so loudly.
@@ -71,7 +94,6 @@ class AuditRecorder:
                 "the audit store could not record a request's outcome",
                 extra={"event": "audit_outcome_lost", "request_id": ctx.request_id},
             )
-        await self._access_log.request_finished(ctx)
 
     @staticmethod
     def _recording(ctx: RequestContext, capture: ResponseCapture) -> Recording:

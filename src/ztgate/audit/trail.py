@@ -36,6 +36,7 @@ class AuditTrail:
         self.sealer = sealer_from_config(config.audit.recordings)
         self._background: set[asyncio.Task[Any]] = set()
         self._loop = asyncio.get_running_loop()
+        self._recorder: AuditRecorder | None = None
 
     @classmethod
     async def open(cls, config: GatewayConfig, store: AuditStore | None = None) -> AuditTrail:
@@ -50,9 +51,10 @@ class AuditTrail:
         return trail
 
     def recorder(self, access_log: AccessLog) -> AuditRecorder:
-        return AuditRecorder(
+        self._recorder = AuditRecorder(
             self.writer, self.config.audit.recordings, sealer=self.sealer, access_log=access_log
         )
+        return self._recorder
 
     # --- events beyond requests --------------------------------------------------------------
 
@@ -119,6 +121,8 @@ class AuditTrail:
         return {"ready": True, "store": redact_url(self.config.store.url)}
 
     async def close(self) -> None:
+        if self._recorder is not None:
+            await self._recorder.drain()
         await asyncio.gather(*self._background, return_exceptions=True)
         try:
             await self.writer.close()

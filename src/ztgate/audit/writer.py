@@ -59,6 +59,10 @@ class AuditWriter:
         self._max_batch = max_batch
         self._clock = clock
         self._queue: deque[_Pending] = deque()
+        self._deferred: asyncio.TimerHandle | None = None  # wakes the writer for deferred events
+        self._recordings: list[tuple[StoredRecording, asyncio.Future[None]]] = []
+        self._recordings_timer: asyncio.TimerHandle | None = None
+        self._storing: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._retention = recording_retention
@@ -119,6 +123,10 @@ class AuditWriter:
             return
         self._closing = True
         self._wakeup.set()
+        if self._recordings_timer is not None:
+            self._recordings_timer.cancel()
+        self._flush_recordings()
+        await asyncio.gather(*self._storing, return_exceptions=True)
         if self._retention_task is not None:
             self._retention_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -130,21 +138,73 @@ class AuditWriter:
 
     # -- writing
 
-    async def write(self, events: Sequence[AuditEvent]) -> list[StoredEvent]:
+    async def write(
+        self, events: Sequence[AuditEvent], *, within: float = 0.0
+    ) -> list[StoredEvent]:
         """Return once ``events`` are durably committed (in order, consecutively), with their
-        place in the chain; StoreUnavailable when they could not be."""
+        place in the chain; StoreUnavailable when they could not be.
+
+        ``within`` (seconds) lets events that nobody is waiting on (a response's outcome)
+        ride along with the next transaction instead of starting one of their own; they are
+        committed at the latest that much later."""
         if self._task is None or self._closing:
             raise StoreUnavailable("the audit writer is not running")
         if not events:
             return []
-        done: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[StoredEvent]] = loop.create_future()
         self._queue.append(_Pending(events, done))
-        self._wakeup.set()
+        if within <= 0:
+            self._wakeup.set()
+        elif self._deferred is None or loop.time() + within < self._deferred.when():
+            if self._deferred is not None:
+                self._deferred.cancel()
+            self._deferred = loop.call_later(within, self._wake_deferred)
         return await done
 
-    async def put_recording(self, recording: StoredRecording) -> None:
-        """Store a request's recording (beside the chain; its own transaction)."""
-        await self.store.put_recording(recording)
+    def _wake_deferred(self) -> None:
+        self._deferred = None
+        self._wakeup.set()
+
+    async def put_recording(self, recording: StoredRecording, *, within: float = 0.0) -> None:
+        """Store a request's recording beside the chain. With ``within`` (seconds), the
+        recordings that arrive meanwhile share one transaction, stored that much later."""
+        if within <= 0:
+            await self.store.put_recordings([recording])
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._recordings.append((recording, done))
+        if self._recordings_timer is None:
+            self._recordings_timer = loop.call_later(within, self._flush_recordings)
+        await done
+
+    def _flush_recordings(self) -> None:
+        self._recordings_timer = None
+        batch, self._recordings = self._recordings, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._store_recordings(batch))
+            self._storing.add(task)
+            task.add_done_callback(self._storing.discard)
+
+    async def _store_recordings(
+        self, batch: list[tuple[StoredRecording, asyncio.Future[None]]]
+    ) -> None:
+        try:
+            await self.store.put_recordings([recording for recording, _ in batch])
+        except Exception as exc:  # every waiter learns
+            failure = (
+                exc
+                if isinstance(exc, StoreUnavailable)
+                else StoreUnavailable(f"the audit store failed: {type(exc).__name__}: {exc}")
+            )
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(failure)
+        else:
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def checkpoint(self) -> Checkpoint | None:
         """Sign and store a checkpoint of the chain's head now, if it moved since the last."""
@@ -185,6 +245,9 @@ class AuditWriter:
                         await self._checkpoint(head=None)
                     continue
             batch = self._take_batch()
+            if self._deferred is not None:  # what it would have woken for goes now
+                self._deferred.cancel()
+                self._deferred = None
             try:
                 stored = await self.store.append([e for p in batch for e in p.events])
             except Exception as exc:  # every waiter learns; later writes try the store again

@@ -61,7 +61,7 @@ async def _demo(once: bool, port: int) -> None:
     stack = await LocalStack.start(
         listen=f"127.0.0.1:{port}", store={"url": f"sqlite:///{DEMO_STORE}"}
     )
-    _write_demo_config(stack)
+    stack.write_config(DEMO_CONFIG)
     try:
         await _tour(stack)
         _instructions(stack)
@@ -209,19 +209,6 @@ async def _audit_view(stack: LocalStack) -> None:
     click.echo(f"                 ztgate audit verify --config {DEMO_CONFIG}")
     click.echo(f"                 ztgate sessions list --config {DEMO_CONFIG}")
     click.echo(f"                 ztgate replay {SESSION} --config {DEMO_CONFIG}")
-
-
-def _write_demo_config(stack: LocalStack) -> None:
-    """The demo's configuration as a file, for the commands that read its store."""
-    import yaml
-
-    config = stack.config.model_dump(mode="json", exclude_defaults=True)
-    config["upstream"]["api_key"] = "${ZTGATE_DEMO_UPSTREAM_KEY:-unused}"
-    DEMO_CONFIG.write_text(
-        "# Written by `ztgate demo`: the demo gateway's settings, for `ztgate audit`,\n"
-        "# `ztgate sessions` and `ztgate replay` to read its audit store.\n"
-        + yaml.safe_dump(config, sort_keys=False)
-    )
 
 
 def _instructions(stack: LocalStack) -> None:

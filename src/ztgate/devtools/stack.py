@@ -10,9 +10,11 @@ import contextlib
 import shutil
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+import yaml
 
 from ztgate.config import GatewayConfig, validate_config
 from ztgate.datapath.app import Gateway
@@ -107,6 +109,16 @@ class LocalStack:
         app = self.server.config.app
         assert isinstance(app, Gateway)
         return app
+
+    def write_config(self, path: Path) -> None:
+        """This stack's configuration as a file, for the commands that read its audit store
+        (``ztgate audit``, ``sessions``, ``replay``). The upstream key is left to the env."""
+        config = self.config.model_dump(mode="json", exclude_defaults=True)
+        config["upstream"]["api_key"] = "${ZTGATE_DEMO_UPSTREAM_KEY:-unused}"
+        path.write_text(
+            "# The settings of a local ztgate stack (`ztgate demo`, tests), for the commands\n"
+            "# that read its audit store.\n" + yaml.safe_dump(config, sort_keys=False)
+        )
 
     def token(self, subject: str = "demo/alice", **kwargs: Any) -> str:
         return self.issuer.mint(subject, **kwargs)

@@ -611,7 +611,7 @@ def _known_secrets() -> list[Detector]:
             0.99,
             token,
         ),
-        _detector("private_key", "secret", "PRIVATE_KEY", _PEM, 0.99, limit=8192),
+        _detector("private_key", "secret", "PRIVATE_KEY", _PEM, 0.99, v.pem_block, limit=8192),
         # Separate from the complete form because Hyperscan compiles the two far faster apart.
         _detector("private_key_partial", "secret", "PRIVATE_KEY", _PEM_PARTIAL, 0.95, limit=8192),
         _detector(

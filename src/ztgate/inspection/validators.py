@@ -531,3 +531,15 @@ def email(text: str) -> bool:
     return labels[-1].lower() not in _EMAIL_FILE_TLDS and all(
         label and not label.startswith("-") and not label.endswith("-") for label in labels
     )
+
+
+_PEM_LINE = re.compile(r"-----(?:BEGIN|END)[A-Z0-9 ]{0,60}-----")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/=]{16,}")
+
+
+def pem_block(text: str) -> bool:
+    """A private-key block with a key in it: at least 40 base64 characters between its lines,
+    so a placeholder (``-----BEGIN PRIVATE KEY-----`` ``...`` ``-----END ...``) is not one.
+    Line breaks written as ``\\n`` (a key inside JSON) count as breaks."""
+    body = _PEM_LINE.sub(" ", text).replace("\\n", "\n")
+    return sum(len(run) for run in _BASE64_RUN.findall(body)) >= 40

@@ -88,6 +88,10 @@ class AuditStore(Protocol):
 
     async def put_recording(self, recording: StoredRecording) -> None: ...
 
+    async def put_recordings(self, recordings: Sequence[StoredRecording]) -> None:
+        """Several recordings in one transaction (the writer batches them)."""
+        ...
+
     async def recordings(self, session_id: str) -> list[StoredRecording]:
         """A session's recordings, oldest first."""
         ...

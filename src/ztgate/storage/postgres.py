@@ -268,23 +268,37 @@ class PostgresStore:
         )
         return [checkpoint_from_row(row) for row in rows]
 
-    async def put_recording(self, recording: StoredRecording) -> None:
+    async def put_recordings(self, recordings: Sequence[StoredRecording]) -> None:
         updates = ", ".join(
             f"{column} = EXCLUDED.{column}" for column in RECORDING_COLUMNS.split(", ")[1:]
         )
-        await self._write(
-            "storing a recording",
+        sql = (
             f"INSERT INTO recordings ({RECORDING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-            f"ON CONFLICT (request_id) DO UPDATE SET {updates}",
-            recording.request_id,
-            recording.session_id,
-            recording.principal,
-            recording.started_at,
-            recording.size,
-            recording.truncated,
-            recording.sealed,
-            recording.blob,
+            f"ON CONFLICT (request_id) DO UPDATE SET {updates}"
         )
+        rows = [
+            (
+                r.request_id,
+                r.session_id,
+                r.principal,
+                r.started_at,
+                r.size,
+                r.truncated,
+                r.sealed,
+                r.blob,
+            )
+            for r in recordings
+        ]
+
+        async def work(connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+            # Idempotent (an upsert per request id), so a lost connection may retry it.
+            async with connection.transaction():
+                await connection.executemany(sql, rows)
+
+        await self._run("storing recordings", work)
+
+    async def put_recording(self, recording: StoredRecording) -> None:
+        await self.put_recordings([recording])
 
     async def recordings(self, session_id: str) -> list[StoredRecording]:
         rows = await self._fetch(

@@ -226,25 +226,31 @@ class SQLiteStore:
 
         return await self._run("reading checkpoints", work)
 
-    async def put_recording(self, recording: StoredRecording) -> None:
+    async def put_recordings(self, recordings: Sequence[StoredRecording]) -> None:
         def work(connection: sqlite3.Connection) -> None:
             with self._write(connection):
-                connection.execute(
+                connection.executemany(
                     f"INSERT OR REPLACE INTO recordings ({RECORDING_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        recording.request_id,
-                        recording.session_id,
-                        recording.principal,
-                        recording.started_at,
-                        recording.size,
-                        int(recording.truncated),
-                        int(recording.sealed),
-                        recording.blob,
-                    ),
+                    [
+                        (
+                            r.request_id,
+                            r.session_id,
+                            r.principal,
+                            r.started_at,
+                            r.size,
+                            int(r.truncated),
+                            int(r.sealed),
+                            r.blob,
+                        )
+                        for r in recordings
+                    ],
                 )
 
-        await self._run("storing a recording", work)
+        await self._run("storing recordings", work)
+
+    async def put_recording(self, recording: StoredRecording) -> None:
+        await self.put_recordings([recording])
 
     async def recordings(self, session_id: str) -> list[StoredRecording]:
         def work(connection: sqlite3.Connection) -> list[StoredRecording]:
