@@ -1,0 +1,88 @@
+"""The inspect and protect stages on a request context, without a server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.inspection.test_masking import ANTHROPIC, EMAIL, full_scanner
+from ztgate.context import Body, Endpoint, RequestContext, Route
+from ztgate.inspection.detectors import catalogue
+from ztgate.inspection.inspector import InspectionFailed, RequestBlocked, ScanningInspector
+from ztgate.inspection.masking import MaskPlan
+from ztgate.inspection.scanner import Finding, Scanner
+from ztgate.policy.decision import Decision, Effect
+
+
+class _BrokenScanner(Scanner):
+    """A scanner that fails mid-request, as a bug or a resource limit would."""
+
+    def scan(self, text: str) -> list[Finding]:
+        raise MemoryError("scratch space exhausted")
+
+
+def context(payload: dict[str, Any], endpoint: Endpoint = Endpoint.MESSAGES) -> RequestContext:
+    ctx = RequestContext("req_1", "POST", "/v1/messages", b"", [], None, "http")
+    ctx.route = Route(endpoint, "create", Body.JSON)
+    ctx.payload = payload
+    return ctx
+
+
+def message(text: str) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": text}]}
+
+
+def decide(ctx: RequestContext, plan: MaskPlan) -> None:
+    ctx.decision = Decision(Effect.ALLOW, "ok", ("r",), mask=plan)
+
+
+def test_a_scanner_failure_refuses_the_request() -> None:
+    inspector = ScanningInspector(_BrokenScanner(catalogue()))
+    ctx = context(message(f"key {ANTHROPIC}"))
+    with pytest.raises(InspectionFailed, match="could not be inspected"):
+        inspector.inspect_request(ctx)
+    assert ctx.inspection is None
+
+
+def test_masking_rewrites_fields_in_place_and_counts() -> None:
+    inspector = ScanningInspector(full_scanner(), hash_key=b"k" * 16)
+    ctx = context(message(f"mail {EMAIL}, key {ANTHROPIC}"))
+    inspector.inspect_request(ctx)
+    decide(ctx, MaskPlan({"email": "pseudonymize"}, {"secret": "redact"}))
+    inspector.protect_request(ctx)
+    assert ctx.payload is not None
+    assert ctx.payload["messages"][0]["content"] == (
+        "mail <EMAIL_1>, key [REDACTED:ANTHROPIC_API_KEY]"
+    )
+    assert ctx.payload_changed
+    assert ctx.masked == {"email": 1, "anthropic_api_key": 1}
+    assert ctx.inspection is not None
+    assert ctx.inspection.vault is not None
+
+
+def test_block_names_detectors_and_paths_never_values() -> None:
+    inspector = ScanningInspector(full_scanner())
+    ctx = context(message(f"key {ANTHROPIC}"))
+    inspector.inspect_request(ctx)
+    decide(ctx, MaskPlan({}, {"secret": "block"}))
+    with pytest.raises(RequestBlocked) as refused:
+        inspector.protect_request(ctx)
+    assert str(refused.value) == (
+        "policy does not allow sending anthropic_api_key (1 found) in messages.0.content"
+    )
+
+
+def test_no_mask_leaves_the_request_as_sent() -> None:
+    inspector = ScanningInspector(full_scanner())
+    ctx = context(message(f"key {ANTHROPIC}"))
+    inspector.inspect_request(ctx)
+    ctx.decision = Decision(Effect.ALLOW, "ok")
+    inspector.protect_request(ctx)
+    assert not ctx.payload_changed
+    assert [f.detector for f in ctx.findings] == ["anthropic_api_key"]
+
+
+def test_a_holdback_too_short_for_the_catalogue_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="holdback"):
+        ScanningInspector(full_scanner(), holdback=32)
