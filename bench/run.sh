@@ -13,7 +13,8 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 available() {
     local pkg
     for pkg in "$@"; do
-        if apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        # grep reads it all: with -q it would stop early and, under pipefail, fail the pipe
+        if apt-cache policy "$pkg" 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; then
             echo "$pkg"
             return 0
         fi
