@@ -8,6 +8,7 @@ say ``reply``) the time to the first ``content_block_delta`` and to the end of t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import statistics
 import time
@@ -21,6 +22,7 @@ from ztgate.devtools.simulator import REPLY_HEADER
 from ztgate.devtools.stack import LocalStack
 
 MODEL = "claude-haiku-5-5"
+CONCURRENCY = 32
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Timings:
     latency: list[float] = field(default_factory=list)
     ttft: list[float] = field(default_factory=list)
     stream: list[float] = field(default_factory=list)
+    throughput: list[float] = field(default_factory=list)  # req/s at CONCURRENCY, per round
 
 
 def pct(values: list[float], q: int) -> float:
@@ -69,6 +72,9 @@ async def time_gateways(
                         await response.read()
                         assert response.status == 200, await response.text()
                     results[name].latency.append(time.perf_counter() - t0)
+                results[name].throughput.append(
+                    await _throughput(sessions[name], url, body, headers, requests // rounds)
+                )
                 for _ in range(max(1, requests // rounds // 4)):
                     t0 = time.perf_counter()
                     first = None
@@ -87,11 +93,31 @@ async def time_gateways(
     return results
 
 
+async def _throughput(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], requests: int
+) -> float:
+    """Requests per second with CONCURRENCY requests in flight (client in the same process,
+    so a ratio between gateways, not a figure for one)."""
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+
+    each = max(1, requests // CONCURRENCY)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(each) for _ in range(CONCURRENCY)))
+    return each * CONCURRENCY / (time.perf_counter() - t0)
+
+
 def print_table(results: Mapping[str, Timings]) -> None:
-    print("| gateway | p50 ms | p90 ms | stream TTFT p50 ms | whole stream p50 ms |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| gateway | p50 ms | p90 ms | stream TTFT p50 ms | whole stream p50 ms "
+        f"| req/s at {CONCURRENCY} in flight (best round) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for name, t in results.items():
         print(
             f"| {name} | {pct(t.latency, 50):.3f} | {pct(t.latency, 90):.3f} "
-            f"| {pct(t.ttft, 50):.3f} | {pct(t.stream, 50):.3f} |"
+            f"| {pct(t.ttft, 50):.3f} | {pct(t.stream, 50):.3f} | {max(t.throughput):,.0f} |"
         )
