@@ -227,6 +227,21 @@ def test_policy_reloads_are_recorded(
     assert "broken" in reloads[0]["error"]
 
 
+def test_a_failed_key_refresh_is_recorded(stack: RunningStack, store_url: str) -> None:
+    gateway = stack.stack.gateway
+    stack.run(stack.stack.issuer.stop())  # the IdP goes away
+
+    async def refresh() -> None:
+        for keys in gateway.verifier.issuer_keys.values():
+            await keys.refresh()
+        await asyncio.sleep(0.2)  # recorded in the background
+
+    stack.run(refresh())
+    [failure] = [e.data() for e in all_events(store_url) if e.kind == "key_refresh_failure"]
+    assert failure["issuer"] == "demo"
+    assert failure["error"]
+
+
 def test_a_gateway_whose_store_is_unreachable_does_not_start() -> None:
     config = demo_config(
         "http://127.0.0.1:9",
