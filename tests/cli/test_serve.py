@@ -63,6 +63,23 @@ def test_serve_refuses_an_invalid_config_naming_the_key(tmp_path: Path) -> None:
     assert "sk-test" not in result.stderr
 
 
+def test_serve_refuses_a_shared_store_without_a_signing_key(tmp_path: Path) -> None:
+    # Replicas on PostgreSQL must share one configured key; none is made up for them.
+    config = tmp_path / "ztgate.yaml"
+    config.write_text(
+        "policy: {rules: []}\n"
+        "upstream: {api_key: sk-test}\n"
+        "identity: {issuers: [{name: a, issuer: 'https://idp.example.com', audiences: [z]}]}\n"
+        "store: {url: 'postgresql://ztgate@db.internal/ztgate'}\n"
+    )
+    result = subprocess.run(
+        [*ZTGATE, "serve", "--config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert "refusing to start" in result.stderr
+    assert "audit.signing_key" in result.stderr
+
+
 def test_sigterm_lets_an_in_flight_stream_finish(serve: object, stack: RunningStack) -> None:
     process, url = serve()  # type: ignore[operator]
     token = stack.token()

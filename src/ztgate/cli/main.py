@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ztgate import __version__
+from ztgate.audit.signing import load_signing_key
 from ztgate.cli.audit import audit
 from ztgate.cli.demo import demo
 from ztgate.cli.policy import policy
@@ -72,7 +73,9 @@ def serve(config_path: Path | None, workers: int | None) -> None:
         # Refuse to start on an invalid policy (or one naming detectors that do not exist).
         detectors = frozenset(d.id for d in configured_detectors(config.inspection))
         PolicySource.from_config(config.policy, detectors=detectors)
-    except PolicyError as exc:
+        # And without a checkpoint key (created beside an embedded store, as start-up would).
+        load_signing_key(config.audit, config.store.url)
+    except (PolicyError, ConfigError) as exc:
         click.echo(f"ztgate: refusing to start: {exc}", err=True)
         sys.exit(2)
     run_server(config, config_path, workers or config.server.workers)
