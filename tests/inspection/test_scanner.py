@@ -91,6 +91,25 @@ def test_rejected_match_is_retried_one_character_on() -> None:
     assert spans(scan_both([d], text), text) == [("num", "1234")]
 
 
+def test_a_rejected_value_is_retried_from_the_value_and_later_ones_still_found() -> None:
+    # Both key words lead to the first value; once it is rejected, only matches from it on
+    # are tried (a detector that judges its value group only), and the second one is found.
+    pattern = r"(?:api_key|key)[ =]{1,3}(?P<value>[A-Za-z0-9]{4,8})"
+    seen: list[str] = []
+
+    def judge(match: str) -> bool:
+        value = match.rsplit(" ", 1)[-1]
+        seen.append(value)
+        return value != "aaaa"
+
+    length = check_pattern("kv", pattern, 0, hyperscan=False)
+    d = Detector("kv", "custom", "KV", pattern, length, 0.5, judge, 0, value_checked=True)
+    text = "api_key aaaa then key b7c9"
+    assert spans(scan_both([d], text), text) == [("kv", "key b7c9")]
+    # "api_key aaaa" was judged once per backend, not again from "pi_key", "i_key"... "key".
+    assert seen.count("aaaa") == len(BACKENDS)
+
+
 def test_adjacent_and_repeated_matches() -> None:
     d = detector("abc", "abc")
     text = "abcabc abc"

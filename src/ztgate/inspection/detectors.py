@@ -65,6 +65,9 @@ class Detector:
     confidence: float
     validator: Callable[[str], bool] | None = None
     flags: int = 0
+    # The validator judges only the ``value`` group: once it rejects a value, no match that
+    # starts before that value (and so has the same one) needs trying.
+    value_checked: bool = False
 
 
 # --- pattern checks shared by the catalogue, custom detectors and the scanner ----------------
@@ -282,13 +285,16 @@ def _detector(
     limit: int = MAX_LENGTH_LIMIT,
     word_list: bool = False,
     hyperscan: bool = False,
+    value_checked: bool = False,
 ) -> Detector:
     """A detector whose ``max_length`` is computed from its pattern. The catalogue's patterns
     meet Hyperscan when a scanner compiles them (and in the tests), custom ones right here."""
     max_length = check_pattern(
         id, pattern, flags, limit=limit, word_list=word_list, hyperscan=hyperscan
     )
-    return Detector(id, category, label, pattern, max_length, confidence, validator, flags)
+    return Detector(
+        id, category, label, pattern, max_length, confidence, validator, flags, value_checked
+    )
 
 
 def _on_value(pattern: str, flags: int, check: Callable[[str], bool]) -> Callable[[str], bool]:
@@ -670,7 +676,14 @@ def _value_detector(
     flags: int = 0,
 ) -> Detector:
     return _detector(
-        id, "secret", label, pattern, confidence, _on_value(pattern, flags, check), flags
+        id,
+        "secret",
+        label,
+        pattern,
+        confidence,
+        _on_value(pattern, flags, check),
+        flags,
+        value_checked=True,
     )
 
 

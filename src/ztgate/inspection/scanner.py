@@ -14,10 +14,11 @@ The pipeline, and why each step is there:
    instead, one report per candidate, and the region reaches forward by the part cut off.
 3. **Confirmation.** Inside each region, the detector's own ``re`` finds the exact spans,
    leftmost-first and non-overlapping per detector. A span its validator rejects is retried
-   one character further on. Every match starting in a region also ends in it (overlapping
-   regions were merged), so this gives exactly the spans one ``re`` pass over the whole text
-   would, and the pure-``re`` fallback (no Hyperscan wheel for the platform) is that pass;
-   the tests hold the two backends to identical findings.
+   one character further on (for a detector that judges only its ``value`` group, from that
+   value: an earlier start would carry the same value). Every match starting in a region
+   also ends in it (overlapping regions were merged), so this gives exactly the spans one
+   ``re`` pass over the whole text would, and the pure-``re`` fallback (no Hyperscan wheel
+   for the platform) is that pass; the tests hold the two backends to identical findings.
 4. **Resolution.** Across detectors, leftmost-longest: the earliest start wins, then the
    longer span, then the higher confidence, then the earlier detector.
 
@@ -99,6 +100,7 @@ class _Compiled:
     forward: int  # how far past a reported end a match may still reach
     back: int  # how far before a reported end a match may start
     shortest: int  # how far before a reported end a match must start
+    retry_at_value: bool  # after a rejected value, retry from the value, not one further on
 
 
 _TRAILING_REPEAT = re.compile(r"\{(\d+),(\d+)\}\??(\)*)\Z")
@@ -170,6 +172,9 @@ def _confirm(
         if end <= stop and (validator is None or validator(match.group())):
             out.append((start, start - end, confidence, c.order, end, c))
             pos = end
+        elif end <= stop and c.retry_at_value:
+            # A match starting before the rejected value would carry the same value.
+            pos = max(start + 1, match.start("value"))
         else:
             pos = start + 1
 
@@ -190,7 +195,8 @@ def _compile(d: Detector, order: int) -> _Compiled:
     prefilter, forward = _prefilter(d)
     shortest, back = parse_pattern(prefilter, d.flags).getwidth()
     regex = re.compile(d.pattern, python_flags(d.flags))
-    return _Compiled(d, regex, order, prefilter, forward, int(back), int(shortest))
+    retry_at_value = d.value_checked and "value" in regex.groupindex
+    return _Compiled(d, regex, order, prefilter, forward, int(back), int(shortest), retry_at_value)
 
 
 class Scanner:
