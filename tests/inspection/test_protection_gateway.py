@@ -408,3 +408,40 @@ def test_policy_naming_an_unknown_detector_refuses_to_start() -> None:
     config = demo_config("http://127.0.0.1:9", "http://127.0.0.1:9", policy=policy)
     with pytest.raises(PolicyError, match="unknown detector 'payment_crad'"):
         Gateway(config)
+
+
+def test_custom_detectors_from_config_are_masked_like_built_in_ones(
+    sdk: Callable[..., anthropic.Anthropic],
+) -> None:
+    policy = {
+        "rules": [
+            {
+                "id": "projects-stay-inside",
+                "effect": "allow",
+                "mask": {"detectors": {"codename": "redact", "ticket": "block"}},
+            }
+        ]
+    }
+    running = RunningStack(
+        policy=policy,
+        inspection={
+            "custom": {
+                "patterns": {"ticket": r"\bT-[0-9]{4}\b"},
+                "words": {"codename": ["Nightjar"]},
+            }
+        },
+    )
+    try:
+        client = sdk(base_url=running.url, auth_token=running.token())
+        client.messages.create(
+            model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "status of nightjar?"}]
+        )
+        sent = last_upstream_body(running)
+        assert b"nightjar" not in sent.lower()
+        assert b"[REDACTED:CODENAME]" in sent
+        with pytest.raises(anthropic.BadRequestError, match="ticket"):
+            client.messages.create(
+                model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "see T-1234"}]
+            )
+    finally:
+        running.close()
