@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ztgate.audit.capture import ResponseCapture
 from ztgate.facts import ResponseFacts
 from ztgate.identity.principal import Identity
-from ztgate.inspection.state import InspectionState
 from ztgate.policy.decision import Decision
 from ztgate.types import Headers
+
+if TYPE_CHECKING:  # the stages' own notes: the base layer names them, never imports them
+    from ztgate.audit.capture import ResponseCapture
+    from ztgate.inspection.state import InspectionState
 
 
 class Endpoint(StrEnum):
