@@ -208,8 +208,10 @@ def store_recording(
     recording: Recording, *, sealer: Sealer | None, max_bytes: int
 ) -> StoredRecording:
     """Cap, encode and (with a key) seal ``recording``; ``size`` is the encoded size."""
-    capped = cap_recording(recording, max_bytes)
-    encoded = encode_recording(capped)
+    capped, encoded = recording, encode_recording(recording)
+    if len(encoded) > max_bytes:  # encoded once in the common case: this runs per request
+        capped = cap_recording(recording, max_bytes)
+        encoded = encode_recording(capped)
     blob = encoded if sealer is None else sealer.seal(encoded, context=_context(capped))
     return StoredRecording(
         request_id=capped.request_id,
