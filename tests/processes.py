@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,25 @@ from ztgate.devtools.stack import SIMULATOR_KEY
 
 ZTGATE = [sys.executable, "-m", "ztgate"]
 ALLOW_ALL = "policy:\n  rules: [{id: everyone, effect: allow}]\n"
+
+
+@contextlib.contextmanager
+def replay_server(session: str, config: Path) -> Iterator[str]:
+    """``ztgate replay SESSION --serve`` on a free loopback port: its base URL, until exit."""
+    process = subprocess.Popen(
+        [*ZTGATE, "replay", session, "--config", str(config), "--serve", "--listen", "127.0.0.1:0"],
+        env={k: v for k, v in os.environ.items() if k != "ZTGATE_CONFIG"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:\d+)", banner)
+        assert match, banner + process.stderr.read()
+        yield match.group(1)
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
 
 
 def free_port() -> int:

@@ -11,7 +11,6 @@ databases of the machine's real PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -22,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 
 from tests.audit.sessions import Exchange, conversation, record
-from tests.storage.backends import PG_SERVER, ensure_postgres
+from tests.storage.backends import postgres_database
 from ztgate.audit.events import AuditEvent
 from ztgate.audit.recording import Recording
 from ztgate.audit.sealing import Sealer, store_recording
@@ -282,27 +280,6 @@ async def fill(url: str, *, seal: bool = True) -> Filled:
     finally:
         await store.close()
     return filled
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh database on the machine's PostgreSQL, dropped afterwards."""
-    ensure_postgres()
-    name = f"ztgate_test_{secrets.token_hex(6)}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        ensure_postgres()
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _admin(statement: str) -> None:
-    connection = await asyncpg.connect(f"{PG_SERVER}/postgres")
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 @contextlib.contextmanager

@@ -4,15 +4,12 @@ Code to the same result: ``ztgate replay SESSION --serve`` stands in for the API
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.datapath.test_claude_code import CLAUDE, run_claude
+from tests.processes import replay_server
 from tests.stackrunner import RunningStack
 from ztgate.storage.factory import open_store
 
@@ -51,25 +48,12 @@ def test_a_claude_code_session_is_recorded_and_replays_to_the_same_answer(
 
     config = tmp_path / "ztgate.yaml"
     stack.stack.write_config(config)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ztgate", "replay", session, "--config", str(config),
-         "--serve", "--listen", "127.0.0.1:0"],
-        env={k: v for k, v in os.environ.items() if k != "ZTGATE_CONFIG"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stderr is not None
-        banner = server.stderr.readline()
-        match = re.search(r"at (http://127\.0\.0\.1:\d+)", banner)
-        assert match, banner
+    with replay_server(session, config) as url:
         again, replayed = run_claude(
             stack,
             tmp_path / "replay",
-            env={"ANTHROPIC_BASE_URL": match.group(1), "ANTHROPIC_AUTH_TOKEN": "not-checked"},
+            env={"ANTHROPIC_BASE_URL": url, "ANTHROPIC_AUTH_TOKEN": "not-checked"},
         )
-    finally:
-        server.terminate()
-        server.communicate(timeout=10)
     assert again.returncode == 0, again.stdout + again.stderr
     assert replayed["is_error"] is False
     assert replayed["result"] == answered["result"]

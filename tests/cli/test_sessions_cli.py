@@ -4,10 +4,7 @@ the real SDK, byte for byte."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -20,6 +17,7 @@ import pytest
 from tests.audit.filled import ALICE, ALICE_SESSION, CI, CI_SESSION
 from tests.audit.sessions import QUESTION, SYSTEM, conversation
 from tests.cli.audit_stores import FilledStore, filled_store, ztgate
+from tests.processes import replay_server
 from ztgate.audit.recording import Recording
 from ztgate.sse import parse_event
 
@@ -112,22 +110,10 @@ def test_sealed_recordings_need_the_key(shared: FilledStore, tmp_path: Path) -> 
 def test_replay_serves_the_recorded_answers_to_the_sdk(shared: FilledStore) -> None:
     """Re-running the client against `replay --serve` gives it the same answers, byte for
     byte, in the same order."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ztgate", "replay", ALICE_SESSION, "--config", str(shared.config),
-         "--serve", "--listen", "127.0.0.1:0"],
-        env={k: v for k, v in os.environ.items() if k != "ZTGATE_CONFIG"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert process.stderr is not None
-        banner = process.stderr.readline()
-        match = re.search(r"at (http://127\.0\.0\.1:\d+)", banner)
-        assert match, banner + process.stderr.read()
+    with replay_server(ALICE_SESSION, shared.config) as url:
         recordings = shared.filled.recordings[ALICE_SESSION]
         exchanges = conversation()
-        with anthropic.Anthropic(
-            base_url=match.group(1), api_key="unused", max_retries=0
-        ) as client:
+        with anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0) as client:
             params = {k: v for k, v in (exchanges[0].body or {}).items() if k != "stream"}
             with client.messages.with_streaming_response.create(**params, stream=True) as raw:
                 assert b"".join(raw.iter_bytes()) == b"".join(e for _, e in recordings[0].events)
@@ -141,6 +127,3 @@ def test_replay_serves_the_recorded_answers_to_the_sdk(shared: FilledStore) -> N
                 assert stream.get_final_text() == _answer(recordings[4])
             with pytest.raises(anthropic.NotFoundError):
                 client.messages.create(**(exchanges[1].body or {}))
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)

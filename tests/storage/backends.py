@@ -79,9 +79,9 @@ async def _reset(url: str) -> None:
         await connection.close()
 
 
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    """The URL of a fresh PostgreSQL database for this test module."""
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """The URL of a fresh database on the machine's PostgreSQL, dropped afterwards."""
     ensure_postgres()
     name = f"ztgate_test_{secrets.token_hex(6)}"
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
@@ -90,6 +90,13 @@ def pg_database() -> Iterator[str]:
     finally:
         ensure_postgres()  # a test that stopped it has restarted it; be sure before dropping
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database for this test module."""
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
