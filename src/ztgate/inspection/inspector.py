@@ -18,7 +18,7 @@ from ztgate.context import Endpoint, FindingRecord, RequestContext
 from ztgate.errors import GatewayError, InvalidRequest, RequestTooLarge
 from ztgate.inspection.detectors import Detector, catalogue, custom_detectors
 from ztgate.inspection.fields import TooDeep, request_fields
-from ztgate.inspection.masking import Action, AppliedFinding, mask_text
+from ztgate.inspection.masking import Action, count_masked, mask_text
 from ztgate.inspection.passthrough import PassThroughInspector
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.response import ResponseProtector
@@ -41,13 +41,6 @@ class InspectionFailed(GatewayError):
 
 class RequestBlocked(InvalidRequest):
     """Policy says this kind of data may not be sent at all."""
-
-
-def count_applied(ctx: RequestContext, applied: list[AppliedFinding]) -> None:
-    """Adds the actions that changed text (``report`` changes none) to the request's tally."""
-    for finding in applied:
-        if finding.action != "report":
-            ctx.masked[finding.detector] = ctx.masked.get(finding.detector, 0) + 1
 
 
 def configured_detectors(config: InspectionConfig) -> list[Detector]:
@@ -139,7 +132,7 @@ class ScanningInspector(PassThroughInspector):
                     detectors=self._scanner.detectors,
                 )
                 blocked.update(result.blocked)
-                count_applied(ctx, result.applied)
+                count_masked(ctx.masked, result.applied)
                 if result.text != field.text:
                     field.replace(result.text)
                     ctx.payload_changed = True

@@ -127,6 +127,13 @@ class MaskResult:
     blocked: list[str]
 
 
+def count_masked(masked: dict[str, int], applied: Iterable[AppliedFinding]) -> None:
+    """Adds the actions that changed text (``report`` changes none) to a per-detector tally."""
+    for finding in applied:
+        if finding.action != "report":
+            masked[finding.detector] = masked.get(finding.detector, 0) + 1
+
+
 @lru_cache(maxsize=512)
 def _value_regex(pattern: str, flags: int) -> re.Pattern[str] | None:
     """The detector's regex, compiled once, when it marks a ``value`` group; else None."""

@@ -27,7 +27,7 @@ import orjson
 from ztgate.context import RequestContext, StreamEnd
 from ztgate.errors import GatewayError
 from ztgate.inspection.fields import TextField, json_fields
-from ztgate.inspection.masking import AppliedFinding, MaskPlan, mask_text
+from ztgate.inspection.masking import AppliedFinding, MaskPlan, count_masked, mask_text
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.scanner import Scanner
 from ztgate.inspection.streaming import StreamMasker, StreamRestorer
@@ -188,9 +188,7 @@ class ResponseProtector:
 
     def _tally(self, applied: list[AppliedFinding], blocked: list[str], path: str) -> None:
         ctx = self._ctx
-        for finding in applied:
-            if finding.action != "report":
-                ctx.masked[finding.detector] = ctx.masked.get(finding.detector, 0) + 1
+        count_masked(ctx.masked, applied)
         if blocked:
             ctx.stream_end = StreamEnd.WITHHELD
             raise ResponseWithheld(
