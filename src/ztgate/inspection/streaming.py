@@ -1,7 +1,8 @@
 """Masking and restoring streamed text (``text_delta`` / ``input_json_delta`` fragments).
 
-One ``StreamMasker`` per content block: it releases masked text as soon as no match can still
-cross what it releases, and everything at ``flush()`` (``content_block_stop``). The rule it
+One ``StreamMasker`` per content block: it releases masked text once no match can still cross
+what it releases (after the first release, in steps of ``RELEASE_STEP``), and everything at
+``flush()`` (``content_block_stop``). The rule it
 keeps: whatever the chunking, the concatenated output equals ``mask_text`` of the whole text.
 
 Why it holds. Text is released only up to a cut before which every match is settled:
