@@ -15,6 +15,7 @@ from ztgate.types import Headers
 if TYPE_CHECKING:  # the stages' own notes: the base layer names them, never imports them
     from ztgate.audit.capture import ResponseCapture
     from ztgate.inspection.state import InspectionState
+    from ztgate.wire.fields import BodyText
 
 
 class Endpoint(StrEnum):
@@ -32,7 +33,7 @@ class Body(StrEnum):
     """How a route's request body is handled."""
 
     JSON = "json"  # read whole (bounded), parsed, inspected
-    OPAQUE = "opaque"  # read whole (bounded), forwarded as is; normally empty
+    NONE = "none"  # the endpoint takes no body: any byte of one is refused
     UPLOAD = "upload"  # multipart, streamed upstream under its own bound
 
 
@@ -80,9 +81,11 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     route: Route | None = None
     identity: Identity | None = None
-    body: bytes = b""
+    body: bytes = b""  # a JSON body: what is forwarded, re-encoded from ``payload``
     payload: dict[str, Any] | None = None
-    payload_changed: bool = False
+    texts: BodyText | None = None  # every string of ``payload`` that inspection reads
+    forwarded_query: bytes = b""  # the query string as checked and re-encoded
+    forwarded_headers: Headers = field(default_factory=list)  # the caller's, cleaned
     decision: Decision | None = None
     status: int | None = None
     error_type: str | None = None

@@ -24,13 +24,16 @@ CALLER = [
     (b"content-length", b"12"),
     (b"x-forwarded-for", b"10.0.0.7"),
     (b"ztgate-session-id", b"s1"),
-    (b"content-type", b"application/json"),
+    (b"content-type", b"text/plain"),
+    (b"content-encoding", b"identity"),
+    (b"x_api_key", b"another-token"),
+    (b"anthropic_version", b"2023-06-01"),
 ]
 
 
-def test_credentials_and_hop_by_hop_are_dropped_and_key_injected() -> None:
-    out = as_text(upstream_request_headers(CALLER, b"sk-upstream"))
-    assert out["x-api-key"] == "sk-upstream"
+def test_credentials_hop_by_hop_and_underscored_names_are_dropped() -> None:
+    out = as_text(upstream_request_headers(CALLER, json=False))
+    assert "x-api-key" not in out  # ztgate adds its own key later (UpstreamClient)
     assert "authorization" not in out
     assert "proxy-authorization" not in out
     assert "cookie" not in out
@@ -44,21 +47,31 @@ def test_credentials_and_hop_by_hop_are_dropped_and_key_injected() -> None:
         "content-length",
         "x-forwarded-for",
         "ztgate-session-id",
+        "x_api_key",
+        "anthropic_version",
     ):
         assert dropped not in out
+    assert out["content-type"] == "text/plain"  # an upload's own framing stays
+
+
+def test_a_json_body_is_framed_by_ztgate() -> None:
+    """ztgate forwards its own encoding of a JSON body, so the caller's framing goes."""
+    out = upstream_request_headers(CALLER, json=True)
+    assert [v for n, v in out if n == b"content-type"] == [b"application/json"]
+    assert b"content-encoding" not in {n for n, _ in out}
 
 
 def test_anthropic_headers_pass_unchanged() -> None:
-    out = as_text(upstream_request_headers(CALLER, b"sk-upstream"))
+    out = as_text(upstream_request_headers(CALLER, json=True))
     assert out["anthropic-version"] == "2023-06-01"
     assert out["anthropic-beta"] == "skills-2025-10-02,files-api-2025-04-14"
     assert out["anthropic-future-thing"] == "x"
     assert out["x-stainless-lang"] == "python"
-    assert out["accept-encoding"] == "identity"
 
 
 def test_repeated_headers_are_all_forwarded() -> None:
-    out = upstream_request_headers([(b"anthropic-beta", b"a-1"), (b"anthropic-beta", b"b-2")], b"k")
+    caller = [(b"anthropic-beta", b"a-1"), (b"anthropic-beta", b"b-2")]
+    out = upstream_request_headers(caller, json=False)
     assert [v for n, v in out if n == b"anthropic-beta"] == [b"a-1", b"b-2"]
 
 

@@ -13,6 +13,7 @@ from ztgate.inspection.inspector import InspectionFailed, RequestBlocked, Scanni
 from ztgate.inspection.masking import MaskPlan
 from ztgate.inspection.scanner import Finding, Scanner
 from ztgate.policy.decision import Decision, Effect
+from ztgate.wire.fields import body_text
 
 
 class _BrokenScanner(Scanner):
@@ -26,6 +27,7 @@ def context(payload: dict[str, Any], endpoint: Endpoint = Endpoint.MESSAGES) -> 
     ctx = RequestContext("req_1", "POST", "/v1/messages", b"", [], None, "http")
     ctx.route = Route(endpoint, "create", Body.JSON)
     ctx.payload = payload
+    ctx.texts = body_text(payload)
     return ctx
 
 
@@ -55,7 +57,6 @@ def test_masking_rewrites_fields_in_place_and_counts() -> None:
     assert ctx.payload["messages"][0]["content"] == (
         "mail <EMAIL_1>, key [REDACTED:ANTHROPIC_API_KEY]"
     )
-    assert ctx.payload_changed
     assert ctx.masked == {"email": 1, "anthropic_api_key": 1}
     assert ctx.inspection is not None
     assert ctx.inspection.vault is not None
@@ -79,7 +80,7 @@ def test_no_mask_leaves_the_request_as_sent() -> None:
     inspector.inspect_request(ctx)
     ctx.decision = Decision(Effect.ALLOW, "ok")
     inspector.protect_request(ctx)
-    assert not ctx.payload_changed
+    assert ctx.payload == message(f"key {ANTHROPIC}")
     assert [f.detector for f in ctx.findings] == ["anthropic_api_key"]
 
 

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from ztgate.context import Endpoint, RequestContext
 from ztgate.datapath.routes import match_route
-from ztgate.errors import InvalidRequest
 from ztgate.identity.principal import Identity
 from ztgate.policy.decision import Decision, Effect, LimitCheck
 from ztgate.policy.document import ENDPOINTS, PolicyDocument
@@ -988,7 +987,7 @@ def test_from_context_splits_a_batch_into_labelled_requests() -> None:
         "requests": [
             {"custom_id": "a", "params": {"model": HAIKU, "max_tokens": 10, "messages": []}},
             {"custom_id": "b", "params": {**AGENT_BODY, "stream": False}},
-            {"params": {"model": HAIKU}},
+            {"custom_id": "c", "params": {"model": HAIKU}},
         ]
     }
     ctx = context("POST", "/v1/messages/batches", payload, [(b"anthropic-beta", b"x-1")])
@@ -1001,23 +1000,7 @@ def test_from_context_splits_a_batch_into_labelled_requests() -> None:
         "batches",
     )
     assert second.betas == ("x-1",)
-    assert third.label == "#2"  # no custom_id: named by position
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [
-        pytest.param({}, id="no-requests"),
-        pytest.param({"requests": []}, id="empty"),
-        pytest.param({"requests": {"custom_id": "a"}}, id="not-a-list"),
-        pytest.param({"requests": [{"custom_id": "a", "params": {}}, "x"]}, id="item-not-object"),
-        pytest.param({"requests": [{"custom_id": "a"}]}, id="no-params"),
-        pytest.param({"requests": [{"custom_id": "a", "params": "x"}]}, id="params-not-object"),
-    ],
-)
-def test_a_malformed_batch_is_refused_not_partly_decided(payload: dict[str, Any]) -> None:
-    with pytest.raises(InvalidRequest):
-        from_context(context("POST", "/v1/messages/batches", payload))
+    assert third.label == "c"
 
 
 def test_from_context_decides_like_the_gateway() -> None:

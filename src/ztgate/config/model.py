@@ -198,17 +198,49 @@ class StoreConfig(_Strict):
 
 
 class ServerConfig(_Strict):
+    """The listener and its limits; docs/security.md says what each defends against."""
+
     workers: int = Field(default=1, ge=1, le=64)
     public_url: str | None = None
     graceful_shutdown: Duration = 30.0
     max_json_body: Size = 32 * 1024**2
     max_upload_body: Size = 500 * 1024**2
     max_response_body: Size = 64 * 1024**2
+    # Levels a JSON body may nest (a tool input inside a message inside the body counts all
+    # of them); the encoder that forwards it stops at 254.
+    max_json_depth: int = Field(default=64, ge=16, le=200)
+    # Open client connections per worker; more are answered 503 and closed. None: as many as
+    # the process' open-file limit allows for a connection and its upstream connection each.
+    max_connections: int | None = Field(default=None, ge=1)
+    # A request head (request line and headers) larger than this, or with more headers, is
+    # refused with 431 before authentication. A token can arrive in three headers at once
+    # (Claude Code's apiKeyHelper), so this must hold three of identity.max_token_bytes.
+    max_head_bytes: Size = 64 * 1024
+    max_headers: int = Field(default=100, ge=16, le=1000)
+    # No request under way (a new connection, or one kept alive between requests): closed.
+    idle_timeout: Duration = 30.0
+    # From the first byte of a request to the end of its head: else 408.
+    header_timeout: Duration = 10.0
+    # A body must keep arriving: at most this long without a byte, and on average at least
+    # body_min_rate bytes a second once this long has passed: else 408.
+    body_timeout: Duration = 15.0
+    body_min_rate: Size = 1024
+    # A caller that takes nothing of its response for this long is disconnected.
+    send_timeout: Duration = 60.0
 
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
         return None if value is None else _require_url(value, https_unless_loopback=False)
+
+    @model_validator(mode="after")
+    def _positive_timeouts(self) -> ServerConfig:
+        for name in ("idle_timeout", "header_timeout", "body_timeout", "send_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(
+                    f"{name} must be positive: a limit of zero would refuse everything"
+                )
+        return self
 
 
 class QuotasConfig(_Strict):
@@ -355,6 +387,16 @@ class GatewayConfig(_Strict):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("use HOST:PORT, for example 127.0.0.1:8787")
         return value
+
+    @model_validator(mode="after")
+    def _head_holds_tokens(self) -> GatewayConfig:
+        needed = 3 * self.identity.max_token_bytes + 8 * 1024
+        if self.server.max_head_bytes < needed:
+            raise ValueError(
+                f"server.max_head_bytes must be at least {needed} (three tokens of "
+                "identity.max_token_bytes, as Claude Code's apiKeyHelper sends, plus 8KiB)"
+            )
+        return self
 
     @property
     def listen_host(self) -> str:

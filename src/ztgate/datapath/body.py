@@ -30,6 +30,25 @@ def _too_large(limit: int) -> str:
     return f"request body exceeds this gateway's limit of {limit} bytes"
 
 
+async def read_no_body(headers: Headers, receive: Receive) -> None:
+    """For an endpoint that takes no body: refuse one rather than forward it uninspected."""
+    for name, value in headers:
+        # A chunked body may still turn out empty, but nothing that takes no body is chunked.
+        if (name == b"content-length" and value != b"0") or name == b"transfer-encoding":
+            raise InvalidRequest(_NO_BODY)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        if message.get("body"):
+            raise InvalidRequest(_NO_BODY)
+        if not message.get("more_body", False):
+            return
+
+
+_NO_BODY = "this endpoint takes no request body"
+
+
 async def read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0

@@ -2,12 +2,18 @@
 
 Requests keep every ``anthropic-*`` header and the rest of what clients send (an allow-list
 would lose the betas Claude Code depends on); they lose hop-by-hop headers, every caller
-credential, and anything that describes the inside of the network. Responses keep the
-upstream's headers minus hop-by-hop and the framing ztgate recomputes.
+credential, any name spelled with ``_`` (some servers read ``x_api_key`` as ``x-api-key``),
+and anything that describes the inside of the network. A JSON body's framing is ztgate's
+own: it forwards its re-encoding of the body. Responses keep the upstream's headers minus
+hop-by-hop and the framing ztgate recomputes.
 """
 
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
+
+from ztgate.context import RequestContext
+from ztgate.errors import InvalidRequest
 from ztgate.types import Headers
 
 HOP_BY_HOP = frozenset(
@@ -38,6 +44,8 @@ _NOT_FORWARDED = (
     }
 )
 _NOT_FORWARDED_PREFIXES = (b"x-forwarded-", b"ztgate-")
+_JSON_FRAMING = frozenset({b"content-type", b"content-encoding"})
+_JSON = (b"content-type", b"application/json")
 _NOT_RETURNED = HOP_BY_HOP | {b"content-length"}
 
 
@@ -51,17 +59,33 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
     )
 
 
-def upstream_request_headers(caller: Headers, api_key: bytes) -> Headers:
-    """The headers sent upstream: the caller's, cleaned, plus ztgate's own key."""
+def upstream_request_headers(caller: Headers, *, json: bool) -> Headers:
+    """The caller's headers as they go upstream, cleaned (ztgate adds its own key later)."""
     dropped = _NOT_FORWARDED | _connection_tokens(caller)
+    if json:
+        dropped |= _JSON_FRAMING
     out = [
         (name, value)
         for name, value in caller
-        if name not in dropped and not name.startswith(_NOT_FORWARDED_PREFIXES)
+        if name not in dropped and b"_" not in name and not name.startswith(_NOT_FORWARDED_PREFIXES)
     ]
-    out.append((b"x-api-key", api_key))
-    out.append((b"accept-encoding", b"identity"))
+    if json:
+        out.append(_JSON)
     return out
+
+
+def refuse_echoed_credential(credential: str, ctx: RequestContext) -> None:
+    """The caller's token goes nowhere but ztgate: not in the path, the query string or another
+    header, however it is spelled there (percent-encoded in a URL)."""
+    token = credential.encode("ascii")
+    places = [
+        ("the path", unquote_to_bytes(ctx.path)),
+        ("the query string", unquote_to_bytes(ctx.forwarded_query)),
+        *((f"the {name.decode()} header", value) for name, value in ctx.forwarded_headers),
+    ]
+    for where, value in places:
+        if token in value:
+            raise InvalidRequest(f"the request repeats its credential in {where}; send it once")
 
 
 def caller_response_headers(upstream: Headers) -> Headers:

@@ -17,7 +17,7 @@ import asyncio
 import collections
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -188,8 +188,17 @@ class _Connection(asyncio.Protocol):
             self._transport.abort()
 
 
+class BodyFilter(Protocol):
+    """Sees every byte of a body in order; may hold some back until ``flush``."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
 class UpstreamResponse:
-    """Status and headers as soon as they arrive; the body as it arrives."""
+    """Status and headers as soon as they arrive; the body as it arrives, through
+    ``body_filter`` when one is set."""
 
     def __init__(
         self,
@@ -200,6 +209,7 @@ class UpstreamResponse:
     ) -> None:
         self.status = status
         self.headers = headers
+        self.body_filter: BodyFilter | None = None
         self._pool = pool
         self._connection: _Connection | None = connection
 
@@ -213,8 +223,14 @@ class UpstreamResponse:
         connection = self._connection
         if connection is None:
             return
+        body_filter = self.body_filter
         while (chunk := await connection.next_chunk()) is not None:
-            yield chunk
+            if body_filter is not None:
+                chunk = body_filter.feed(chunk)
+            if chunk:
+                yield chunk
+        if body_filter is not None and (rest := body_filter.flush()):
+            yield rest
 
     async def read(self, limit: int) -> bytes | None:
         """The whole body, or None if it is longer than ``limit``."""

@@ -21,13 +21,17 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from ztgate.config.model import ServerConfig
 from ztgate.context import Body, Endpoint, RequestContext, StreamEnd
-from ztgate.datapath.body import BodyStream, ClientDisconnected, declared_length, read_body
+from ztgate.datapath.body import (
+    BodyStream,
+    ClientDisconnected,
+    declared_length,
+    read_body,
+    read_no_body,
+)
 from ztgate.datapath.containers import ContainerOwners
-from ztgate.datapath.headers import upstream_request_headers
+from ztgate.datapath.headers import refuse_echoed_credential, upstream_request_headers
 from ztgate.datapath.relay import relay_json, relay_raw, relay_stream
 from ztgate.datapath.responses import Responder
 from ztgate.datapath.routes import match_route
@@ -44,6 +48,10 @@ from ztgate.policy.decision import Effect
 from ztgate.policy.quotas import Admission, Quotas
 from ztgate.stages import Authenticator, Decider, Inspector, Recorder, Reviewer
 from ztgate.types import Headers, Receive, Send
+from ztgate.wire.document import MalformedBody, encode, parse_object
+from ztgate.wire.fields import TooDeep, body_text
+from ztgate.wire.params import check_request
+from ztgate.wire.query import canonical_query
 
 log = logging.getLogger("ztgate.datapath")
 
@@ -69,25 +77,25 @@ class Pipeline:
         responder = Responder(send, ctx)
         recorded = False
         try:
-            ctx.identity = await self._stages.authenticator.verify(extract_credential(ctx.headers))
+            credential = extract_credential(ctx.headers)
+            ctx.identity = await self._stages.authenticator.verify(credential)
             ctx.route = match_route(ctx.method, ctx.path)
             if ctx.route is None:
                 raise NotFound(f"{ctx.method} {ctx.path} is not an endpoint this gateway serves")
-            body = await self._parse(ctx, receive)
+            upload = await self._parse(ctx, receive, credential)
             self._stages.inspector.inspect_request(ctx)
             self._decide(ctx)
             self._stages.inspector.protect_request(ctx)
             await self._stages.reviewer.hold(ctx)
             assert ctx.decision is not None
-            admission = await self._stages.quotas.admit(
-                ctx.decision.limits, estimated_tokens=max(1, len(ctx.body) // 4)
-            )
-            headers = self._transform(ctx, body)
+            estimate = max(1, ctx.bytes_in // 4) if ctx.payload is not None else 1
+            admission = await self._stages.quotas.admit(ctx.decision.limits, estimate)
+            headers = self._transform(ctx, upload)
             await self._stages.recorder.request_started(ctx)
-            done = body.done if isinstance(body, BodyStream) else None
+            done = upload.done if upload is not None else None
             try:
                 await _until_disconnect(
-                    ctx, receive, done, self._forward_and_relay(ctx, headers, body, responder)
+                    ctx, receive, done, self._forward_and_relay(ctx, headers, upload, responder)
                 )
             finally:
                 await self._settle(ctx, admission)
@@ -117,24 +125,40 @@ class Pipeline:
         await self._stages.recorder.request_finished(ctx)
         return True
 
-    async def _parse(self, ctx: RequestContext, receive: Receive) -> bytes | BodyStream:
-        assert ctx.route is not None
-        if ctx.route.body is Body.UPLOAD:
+    async def _parse(
+        self, ctx: RequestContext, receive: Receive, credential: str
+    ) -> BodyStream | None:
+        """Read what the caller sends and fix what will be forwarded: the checked query, the
+        cleaned headers and, for a JSON endpoint, the parsed payload (re-encoded at transform,
+        so what goes upstream is exactly what was inspected and decided on). Uploads stream."""
+        route = ctx.route
+        assert route is not None
+        ctx.forwarded_query = canonical_query(route.endpoint.value, route.action, ctx.query_string)
+        ctx.forwarded_headers = upstream_request_headers(ctx.headers, json=route.body is Body.JSON)
+        refuse_echoed_credential(credential, ctx)
+        if route.body is Body.UPLOAD:
             # Policy sees the declared size; the stream enforces the bound as bytes arrive.
             ctx.bytes_in = declared_length(ctx.headers, self._server.max_upload_body) or 0
             return BodyStream(receive, self._server.max_upload_body)
+        if route.body is Body.NONE:
+            await read_no_body(ctx.headers, receive)
+            return None
+        if (ctx.header(b"content-encoding") or b"identity").lower() != b"identity":
+            raise InvalidRequest("a JSON request body must not be compressed (content-encoding)")
         declared_length(ctx.headers, self._server.max_json_body)
-        ctx.body = await read_body(receive, self._server.max_json_body)
-        ctx.bytes_in = len(ctx.body)
-        if ctx.route.body is Body.JSON:
-            try:
-                payload = orjson.loads(ctx.body)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidRequest(f"request body is not valid JSON: {exc.msg}") from None
-            if not isinstance(payload, dict):
-                raise InvalidRequest("request body must be a JSON object")
-            ctx.payload = payload
-        return ctx.body
+        raw = await read_body(receive, self._server.max_json_body)
+        ctx.bytes_in = len(raw)
+        try:
+            payload = parse_object(raw)
+        except MalformedBody as exc:
+            raise InvalidRequest(str(exc)) from None
+        check_request(route.endpoint.value, payload)
+        try:
+            ctx.texts = body_text(payload, max_depth=self._server.max_json_depth)
+        except TooDeep as exc:
+            raise InvalidRequest(f"the request cannot be inspected: {exc}") from None
+        ctx.payload = payload
+        return None
 
     def _decide(self, ctx: RequestContext) -> None:
         assert ctx.identity is not None
@@ -152,37 +176,38 @@ class Pipeline:
         with contextlib.suppress(GatewayError):  # the answer is already on its way
             await self._stages.quotas.settle(admission, ctx.facts.total_tokens)
 
-    def _transform(self, ctx: RequestContext, body: bytes | BodyStream) -> Headers:
-        headers = upstream_request_headers(ctx.headers, self._upstream.api_key)
-        if isinstance(body, BodyStream):
+    def _transform(self, ctx: RequestContext, upload: BodyStream | None) -> Headers:
+        """The request as it goes upstream: ztgate's key instead of the caller's credential,
+        ``max_tokens`` within the decision's cap, the payload encoded once."""
+        headers = [*ctx.forwarded_headers, *self._upstream.credential_headers]
+        if upload is not None:
             length = ctx.header(b"content-length")
             if length is not None:
                 headers.append((b"content-length", length))
-        else:
+        if ctx.payload is not None:
             cap = ctx.decision.max_tokens if ctx.decision else None
             if cap is not None:
                 for params in _message_bodies(ctx):
-                    if isinstance(params.get("max_tokens"), int) and params["max_tokens"] > cap:
+                    if params.get("max_tokens", 0) > cap:  # count_tokens has none
                         params["max_tokens"] = cap
-                        ctx.payload_changed = True
-            if ctx.payload_changed and ctx.payload is not None:
-                ctx.body = orjson.dumps(ctx.payload)
+            ctx.body = encode(ctx.payload)
         return headers
 
     async def _forward_and_relay(
         self,
         ctx: RequestContext,
         headers: Headers,
-        body: bytes | BodyStream,
+        upload: BodyStream | None,
         responder: Responder,
     ) -> None:
-        target = ctx.path + (f"?{ctx.query_string.decode('latin-1')}" if ctx.query_string else "")
-        data = body.chunks() if isinstance(body, BodyStream) else ctx.body
+        query = ctx.forwarded_query
+        target = ctx.path + ("?" + query.decode("ascii") if query else "")
+        data = upload.chunks() if upload is not None else ctx.body
         ctx.upstream_started = time.perf_counter()
         response = await self._upstream.open(ctx.method, target, headers, data)
         try:
-            if isinstance(body, BodyStream):
-                ctx.bytes_in = body.size
+            if upload is not None:
+                ctx.bytes_in = upload.size
             ctx.upstream_first_byte = time.perf_counter()
             ctx.upstream_status = response.status
             ctx.upstream_request_id = response.header(b"request-id")
@@ -211,17 +236,13 @@ class Pipeline:
 
 
 def _message_bodies(ctx: RequestContext) -> list[dict[str, Any]]:
-    """The messages requests a request carries: itself, or every request of a batch."""
+    """The messages requests a request carries (checked at parse): itself, or every request of
+    a batch."""
     payload = ctx.payload
     if payload is None or ctx.route is None:
         return []
     if ctx.route.endpoint is Endpoint.BATCHES:
-        items = payload.get("requests")
-        return [
-            item["params"]
-            for item in (items if isinstance(items, list) else [])
-            if isinstance(item, dict) and isinstance(item.get("params"), dict)
-        ]
+        return [item["params"] for item in payload["requests"]]
     return [payload]
 
 

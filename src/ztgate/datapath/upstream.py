@@ -11,6 +11,7 @@ from ztgate.datapath.http1 import (
     UpstreamConnectError,
     UpstreamResponse,
 )
+from ztgate.datapath.scrub import KeyScrubber
 from ztgate.errors import UpstreamTimeout, UpstreamUnavailable
 from ztgate.types import Headers
 
@@ -19,6 +20,7 @@ class UpstreamClient:
     def __init__(self, config: UpstreamConfig) -> None:
         self.base_url = config.url
         self._api_key = config.api_key.get_secret_value().encode("latin-1")
+        self._scrubber = KeyScrubber(self._api_key)
         self._timeout_text = f"upstream sent nothing for {config.timeout:g} s"
         self._pool = ConnectionPool(
             config.url,
@@ -28,8 +30,10 @@ class UpstreamClient:
         )
 
     @property
-    def api_key(self) -> bytes:
-        return self._api_key
+    def credential_headers(self) -> Headers:
+        """What every upstream request carries: ztgate's key, and a request for bodies it can
+        inspect (a compressed JSON or SSE answer is refused)."""
+        return [(b"x-api-key", self._api_key), (b"accept-encoding", b"identity")]
 
     async def close(self) -> None:
         self._pool.close()
@@ -37,15 +41,19 @@ class UpstreamClient:
     async def open(
         self, method: str, target: str, headers: Headers, body: bytes | AsyncIterable[bytes]
     ) -> UpstreamResponse:
-        """Send a request and return once the response headers have arrived."""
+        """Send a request and return once the response headers have arrived: headers and body
+        with ztgate's own key removed wherever the upstream put it."""
         try:
-            return await self._pool.request(method, target, headers, body)
+            response = await self._pool.request(method, target, headers, body)
         except UpstreamConnectError as exc:
             raise UpstreamUnavailable(f"upstream is unreachable ({exc})") from exc
         except UpstreamBroken as exc:
             raise UpstreamUnavailable(f"upstream failed: {exc}") from exc
         except TimeoutError as exc:
             raise self.timeout_error() from exc
+        response.headers = self._scrubber.headers(response.headers)
+        response.body_filter = self._scrubber.stream()
+        return response
 
     def timeout_error(self) -> UpstreamTimeout:
         return UpstreamTimeout(self._timeout_text)

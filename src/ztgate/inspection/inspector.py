@@ -11,25 +11,25 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ztgate.config.model import InspectionConfig
 from ztgate.context import Endpoint, FindingRecord, RequestContext
 from ztgate.errors import GatewayError, InvalidRequest, RequestTooLarge
 from ztgate.inspection.detectors import Detector, catalogue, custom_detectors
-from ztgate.inspection.fields import TooDeep, request_fields
-from ztgate.inspection.masking import Action, count_masked, mask_text
+from ztgate.inspection.masking import Action, MaskPlan, MaskResult, count_masked, mask_text
 from ztgate.inspection.passthrough import PassThroughInspector
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.response import ResponseProtector
-from ztgate.inspection.scanner import Scanner
+from ztgate.inspection.scanner import Finding, Scanner
 from ztgate.inspection.state import InspectionState
 from ztgate.inspection.streaming import DEFAULT_HOLDBACK, stream_bounds
 from ztgate.stages import Inspector, ResponseFilter
+from ztgate.wire.fields import Kind, NameClash, TextField, safe_path
 
 log = logging.getLogger("ztgate.inspection")
 
-_INSPECTED = (Endpoint.MESSAGES, Endpoint.COUNT_TOKENS, Endpoint.BATCHES)
+_FIELD_NAME = "(a field name)"
 # A batch's results are fetched later, past any restore: its pseudonyms would stay pseudonyms.
 _IN_BATCHES: Mapping[str, Action] = {"pseudonymize": "redact"}
 
@@ -41,6 +41,16 @@ class InspectionFailed(GatewayError):
 
 class RequestBlocked(InvalidRequest):
     """Policy says this kind of data may not be sent at all."""
+
+
+def _header_fields(ctx: RequestContext) -> list[TextField]:
+    """The headers that go upstream with the request, which the upstream reads as well."""
+    headers = ctx.forwarded_headers
+    values = [value.decode("latin-1") for _, value in headers]
+    return [
+        TextField(f"headers.{name.decode('latin-1')}", values, index, Kind.FIXED)
+        for index, (name, _) in enumerate(headers)
+    ]
 
 
 def configured_detectors(config: InspectionConfig) -> list[Detector]:
@@ -83,32 +93,53 @@ class ScanningInspector(PassThroughInspector):
         self._max_text = max_text
 
     def inspect_request(self, ctx: RequestContext) -> None:
-        if ctx.payload is None or ctx.route is None or ctx.route.endpoint not in _INSPECTED:
-            return
-        batch = ctx.route.endpoint is Endpoint.BATCHES
-        try:
-            fields = list(request_fields(ctx.payload, batch=batch))
-        except TooDeep as exc:
-            raise InvalidRequest(f"the request cannot be inspected: {exc}") from None
-        size = sum(len(field.text) for field in fields)
+        """Scan every string the request carries upstream: its body (``wire/fields.py`` says
+        what each string is) and the headers forwarded with it."""
+        texts = ctx.texts
+        fields = [*(texts.fields if texts is not None else ()), *_header_fields(ctx)]
+        keys = texts.keys if texts is not None else set()
+        size = sum(len(field.text) for field in fields) + sum(len(key) for key in keys)
         if size > self._max_text:
             raise RequestTooLarge(
                 f"the request carries {size} characters of text; at most {self._max_text} "
                 "can be inspected"
             )
+        scan = self._cached_scan()
         try:
-            scanned = [(field, self._scanner.scan(field.text)) for field in fields]
+            scanned = [(field, found) for field in fields if (found := scan(field.text))]
+            in_keys = [(key, found) for key in keys if (found := scan(key))]
         except Exception as exc:  # fail closed: never forward what could not be inspected
             log.exception("inspection failed", extra={"request_id": ctx.request_id})
             raise InspectionFailed(
                 "the request could not be inspected and was not forwarded"
             ) from exc
+        tainted = {f.text for f, _ in scanned if f.kind is Kind.NAME} | {k for k, _ in in_keys}
         ctx.findings = [
-            FindingRecord(finding.detector, finding.category, field.path)
+            FindingRecord(finding.detector, finding.category, safe_path(field.path, tainted))
             for field, findings in scanned
             for finding in findings
+        ] + [
+            FindingRecord(finding.detector, finding.category, _FIELD_NAME)
+            for _, findings in in_keys
+            for finding in findings
         ]
-        ctx.inspection = InspectionState(scanned)
+        ctx.inspection = InspectionState(scanned, in_keys, tainted)
+
+    def _cached_scan(self) -> Callable[[str], list[Finding]]:
+        """One request repeats strings (block types, keys, a resent history): each distinct
+        one is scanned once."""
+        scanner, shortest = self._scanner, self._scanner.min_match_length
+        seen: dict[str, list[Finding]] = {}
+
+        def scan(text: str) -> list[Finding]:
+            if len(text) < shortest:
+                return []
+            found = seen.get(text)
+            if found is None:
+                found = seen[text] = scanner.scan(text)
+            return found
+
+        return scan
 
     def protect_request(self, ctx: RequestContext) -> None:
         plan = ctx.decision.mask if ctx.decision is not None else None
@@ -119,23 +150,27 @@ class ScanningInspector(PassThroughInspector):
             plan = plan.substituting(_IN_BATCHES)
         vault = PseudonymVault()
         blocked: Counter[str] = Counter()
+        fixed: dict[str, set[str]] = {}  # path -> detectors policy would mask there
         try:
             for field, findings in state.scanned:
-                if not findings:
-                    continue
-                result = mask_text(
-                    field.text,
-                    findings,
-                    plan,
-                    pseudonyms=vault,
-                    hash_key=self._hash_key,
-                    detectors=self._scanner.detectors,
-                )
+                result = self._mask(field.text, findings, plan, vault)
                 blocked.update(result.blocked)
+                if result.text == field.text:
+                    continue
+                if field.kind is Kind.FIXED:
+                    fixed.setdefault(safe_path(field.path, state.tainted), set()).update(
+                        a.detector for a in result.applied if a.action != "report"
+                    )
+                    continue
                 count_masked(ctx.masked, result.applied)
-                if result.text != field.text:
-                    field.replace(result.text)
-                    ctx.payload_changed = True
+                field.replace(result.text)
+            for key, findings in state.in_keys:
+                result = self._mask(key, findings, plan, vault)
+                blocked.update(result.blocked)
+                if result.text != key:
+                    fixed.setdefault(_FIELD_NAME, set()).update(a.detector for a in result.applied)
+        except NameClash as exc:
+            raise InvalidRequest(f"the request cannot be masked: {exc}") from None
         except Exception as exc:  # fail closed: a request half masked is never forwarded
             log.exception("masking failed", extra={"request_id": ctx.request_id})
             raise InspectionFailed("the request could not be masked and was not forwarded") from exc
@@ -147,7 +182,27 @@ class ScanningInspector(PassThroughInspector):
                 + " in "
                 + ", ".join(where)
             )
+        if fixed:
+            raise RequestBlocked(
+                "policy masks what fields that cannot be rewritten carry (identifiers, names, "
+                "signed thinking, headers): "
+                + "; ".join(
+                    f"{', '.join(sorted(d))} in {path}" for path, d in sorted(fixed.items())
+                )
+            )
         state.vault = vault if len(vault) else None
+
+    def _mask(
+        self, text: str, findings: list[Finding], plan: MaskPlan, vault: PseudonymVault
+    ) -> MaskResult:
+        return mask_text(
+            text,
+            findings,
+            plan,
+            pseudonyms=vault,
+            hash_key=self._hash_key,
+            detectors=self._scanner.detectors,
+        )
 
     def response_filter(self, ctx: RequestContext) -> ResponseFilter:
         plan = ctx.decision.mask if ctx.decision is not None else None

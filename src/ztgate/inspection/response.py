@@ -1,14 +1,18 @@
 """Protecting a messages response on its way back: mask what policy masks, restore pseudonyms.
 
-Whole JSON responses are handled field by field (text blocks, every string in a ``tool_use``
-input). Streams are handled per content block: ``text_delta`` and ``input_json_delta``
-fragments go through a ``StreamMasker`` (and a ``StreamRestorer`` when the request was
-pseudonymized), which hold back a window and release the rest at ``content_block_stop``.
-Deltas that release nothing are dropped; the held text comes out in later deltas.
+Whole JSON responses are walked block by block as requests are (``wire/fields.py``): text,
+citations, every string and key of a tool's input, what server tools bring back (web pages,
+search results, code output, MCP results). Streams are handled per content block:
+``text_delta`` and ``input_json_delta`` fragments go through a ``StreamMasker`` (and a
+``StreamRestorer`` when the request was pseudonymized), which hold back a window and release
+the rest at ``content_block_stop``; blocks that arrive whole in ``content_block_start`` (tool
+results) and ``citations_delta`` are masked whole. Deltas that release nothing are dropped;
+the held text comes out in later deltas.
 
-Signed ``thinking`` blocks pass unchanged: the client sends them back and the API checks
-their signature, so masking one would break the conversation. The model only ever saw
-masked input, so what it thinks about is masked already.
+Signed blocks (``thinking``, ``redacted_thinking``, ``compaction``) pass unchanged: the client
+sends them back and the API checks their signature, so masking one would break the
+conversation. The model only ever saw masked input, so what it thinks about is masked
+already; what a request sends back of them is scanned again there.
 
 A ``block`` finding withholds the response from there on (a JSON response becomes an error;
 a stream ends with an error event), and so does any failure: nothing unmasked is released
@@ -26,16 +30,16 @@ import orjson
 
 from ztgate.context import RequestContext, StreamEnd
 from ztgate.errors import GatewayError
-from ztgate.inspection.fields import TextField, json_fields
 from ztgate.inspection.masking import AppliedFinding, MaskPlan, count_masked, mask_text
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.scanner import Scanner
 from ztgate.inspection.streaming import StreamMasker, StreamRestorer
 from ztgate.sse import SSEEvent
+from ztgate.wire.fields import SIGNED_BLOCKS, Kind, block_text
 
 log = logging.getLogger("ztgate.inspection")
 
-_TOOL_BLOCKS = ("tool_use", "server_tool_use")
+_TOOL_BLOCKS = ("tool_use", "server_tool_use", "mcp_tool_use")
 _T = TypeVar("_T")
 
 
@@ -49,10 +53,14 @@ def _json_string(value: str) -> str:
     return orjson.dumps(value).decode()[1:-1]
 
 
+def _event_bytes(name: str, data: Any) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
 def _delta_event(index: int, key: str, text: str) -> bytes:
     kind = "text_delta" if key == "text" else "input_json_delta"
     data = {"type": "content_block_delta", "index": index, "delta": {"type": kind, key: text}}
-    return b"event: content_block_delta\ndata: " + orjson.dumps(data) + b"\n\n"
+    return _event_bytes("content_block_delta", data)
 
 
 @dataclass(slots=True)
@@ -110,14 +118,29 @@ class ResponseProtector:
         content = message.get("content") if isinstance(message, dict) else None
         changed = False
         for index, block in enumerate(content if isinstance(content, list) else []):
-            for field in _output_fields(block, f"content.{index}"):
-                text = self._mask(field.text, field.path)
-                if text != field.text:
-                    field.replace(text)
-                    changed = True
+            changed = self._whole(block, f"content.{index}") or changed
         return orjson.dumps(message) if changed else body
 
-    def _mask(self, text: str, path: str) -> str:
+    def _whole(self, block: Any, path: str) -> bool:
+        """Mask one whole block (or delta) in place; True when anything in it changed."""
+        if not isinstance(block, dict) or block.get("type") in SIGNED_BLOCKS:
+            return False
+        changed = False
+        for field in block_text(block, path).fields:
+            fixed = field.kind is Kind.FIXED
+            text = self._mask(field.text, path, restore=not fixed)
+            if text != field.text:
+                if fixed:
+                    self._ctx.stream_end = StreamEnd.WITHHELD
+                    raise ResponseWithheld(
+                        f"the response was withheld: a field of {path} that cannot be "
+                        "rewritten carries what policy masks"
+                    )
+                field.replace(text)
+                changed = True
+        return changed
+
+    def _mask(self, text: str, path: str, *, restore: bool = True) -> str:
         result = mask_text(
             text,
             self._scanner.scan(text),
@@ -127,7 +150,7 @@ class ResponseProtector:
         )
         self._tally(result.applied, result.blocked, path)
         out = result.text
-        return self._vault.restore(out) if self._vault is not None else out
+        return self._vault.restore(out) if self._vault is not None and restore else out
 
     # --- streams -----------------------------------------------------------------------------
 
@@ -142,6 +165,12 @@ class ResponseProtector:
         if event.event == "content_block_delta":
             block = self._blocks.get(index)
             delta = data.get("delta") or {}
+            if isinstance(delta, dict) and delta.get("type") == "citations_delta":
+                return (
+                    _event_bytes(event.event, data)
+                    if self._whole(delta, f"content.{index}")
+                    else event.raw
+                )
             if block is None or not isinstance(delta.get(block.key), str):
                 return event.raw
             out = block.feed(delta[block.key])
@@ -163,8 +192,10 @@ class ResponseProtector:
             key, encode = "text", None
         elif kind in _TOOL_BLOCKS:
             key, encode = "partial_json", _json_string
+        elif self._whole(content, f"content.{index}"):
+            return _event_bytes(event.event, data)  # a tool's result arrives whole
         else:
-            return event.raw  # thinking, redacted thinking, tool results: unchanged
+            return event.raw  # signed blocks, and whole blocks with nothing to mask
         block = _Block(
             key,
             StreamMasker(
@@ -177,7 +208,7 @@ class ResponseProtector:
             # A start that already carries text: it too goes through the block's window.
             first = block.feed(content["text"])
             content["text"] = ""
-            start = b"event: content_block_start\ndata: " + orjson.dumps(data) + b"\n\n"
+            start = _event_bytes(event.event, data)
             return start + (_delta_event(index, key, first) if first else b"")
         return event.raw
 
@@ -206,14 +237,3 @@ class ResponseProtector:
             log.exception("response inspection failed", extra={"request_id": self._ctx.request_id})
             self._ctx.stream_end = StreamEnd.WITHHELD
             raise ResponseWithheld("the response could not be inspected and was withheld") from exc
-
-
-def _output_fields(block: Any, path: str) -> list[TextField]:
-    if not isinstance(block, dict):
-        return []
-    kind = block.get("type")
-    if kind == "text" and isinstance(block.get("text"), str):
-        return [TextField(f"{path}.text", block, "text")]
-    if kind in _TOOL_BLOCKS and "input" in block:
-        return list(json_fields(block, "input", f"{path}.input"))
-    return []

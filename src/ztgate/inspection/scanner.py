@@ -203,6 +203,7 @@ class Scanner:
     """Scans whole texts with a fixed set of detectors, compiled once. Thread-safe."""
 
     max_match_length: int
+    min_match_length: int  # a shorter text cannot hold any finding: it need not be scanned
     detectors: Mapping[str, Detector]
     backend: Literal["hyperscan", "re"]
 
@@ -218,6 +219,9 @@ class Scanner:
             by_id[d.id] = d
         self.detectors = MappingProxyType(by_id)
         self.max_match_length = max((d.max_length for d in detectors), default=0)
+        self.min_match_length = min(
+            (int(parse_pattern(d.pattern, d.flags).getwidth()[0]) for d in detectors), default=0
+        )
         self._compiled = tuple(_compile(d, i) for i, d in enumerate(detectors))
         if backend == "hyperscan" and not HYPERSCAN_AVAILABLE:
             raise RuntimeError("the hyperscan package is not available on this platform")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ztgate.inspection.fields import TextField
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.scanner import Finding
+from ztgate.wire.fields import TextField
 
 
 @dataclass(slots=True)
 class InspectionState:
-    """Each text field with its findings (scanned once, before policy decides), and the
+    """The strings that carry findings (scanned once, before policy decides), and the
     pseudonyms issued for this request, which its response restores."""
 
     scanned: list[tuple[TextField, list[Finding]]]
+    in_keys: list[tuple[str, list[Finding]]]  # keys of the API's objects that carry findings
+    tainted: set[str]  # keys that carry findings: never spelled in a path
     vault: PseudonymVault | None = None

@@ -27,13 +27,14 @@ from pydantic import (
 from ztgate.config.model import IssuerConfig
 from ztgate.context import Body, RequestContext
 from ztgate.datapath.routes import match_route
-from ztgate.errors import AuthenticationFailed
+from ztgate.errors import AuthenticationFailed, InvalidRequest
 from ztgate.identity.claims import IssuerRules, claim_at, scopes
 from ztgate.identity.principal import Identity
 from ztgate.policy.decision import Decision, LimitCheck
 from ztgate.policy.document import Conditions, PolicyDocument, Rule
 from ztgate.policy.engine import Policy
 from ztgate.policy.request import PolicyRequest, from_context
+from ztgate.wire.params import check_request
 from ztgate.yamlfile import read_yaml
 
 _GRANTS = ("skills", "tools", "mcp_servers")
@@ -331,6 +332,10 @@ def build_context(identity: Identity, spec: RequestSpec) -> RequestContext:
             raise CaseError(f"request.body: cannot be written as JSON: {exc}") from None
         ctx.payload = orjson.loads(ctx.body)  # what the gateway parses: YAML dates become strings
         ctx.bytes_in = len(ctx.body)
+        try:
+            check_request(route.endpoint.value, ctx.payload)
+        except InvalidRequest as exc:
+            raise CaseError(f"request.body: the gateway refuses it before policy: {exc}") from None
     elif spec.body is not None:
         raise CaseError(f"request.body: {spec.method} {path} takes no JSON body")
     return ctx

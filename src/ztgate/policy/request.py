@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ztgate.context import Endpoint, RequestContext
-from ztgate.errors import InvalidRequest
 
 # The class of each endpoint as policy names it.
 ENDPOINT_NAMES = {
@@ -82,18 +81,11 @@ def _findings_under(ctx: RequestContext, prefix: str) -> frozenset[str]:
 
 
 def _batch(payload: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str]]:
-    """Every request of a batch; a malformed batch is refused, never partly decided."""
-    items = payload.get("requests")
-    if not isinstance(items, list) or not items:
-        raise InvalidRequest("requests: a batch needs a non-empty list of requests")
-    batch = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("params"), dict):
-            raise InvalidRequest(f"requests.{index}.params: must be an object")
-        custom_id = item.get("custom_id")
-        label = custom_id if isinstance(custom_id, str) else f"#{index}"
-        batch.append((label, item["params"], f"requests.{index}.params."))
-    return batch
+    """Every request of a batch (checked whole at parse, ``wire/params.py``)."""
+    return [
+        (item["custom_id"], item["params"], f"requests.{index}.params.")
+        for index, item in enumerate(payload["requests"])
+    ]
 
 
 def _with_params(base: PolicyRequest, params: object, label: str | None) -> PolicyRequest:
