@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -16,6 +17,11 @@ if TYPE_CHECKING:  # the stages' own notes: the base layer names them, never imp
     from ztgate.audit.capture import ResponseCapture
     from ztgate.inspection.state import InspectionState
     from ztgate.wire.fields import BodyText
+
+
+def new_request_id() -> str:
+    """The id of one answer: in its ``request-id`` header, its error body, the log, the audit."""
+    return "req_ztg_" + os.urandom(12).hex()
 
 
 class Endpoint(StrEnum):

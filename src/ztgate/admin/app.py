@@ -9,7 +9,6 @@ JSON; errors are the Anthropic envelope with a ``request-id``, like the data pat
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +28,7 @@ from ztgate.audit.views import (
     verify_document,
 )
 from ztgate.config.model import AdminConfig, GatewayConfig
+from ztgate.context import new_request_id
 from ztgate.errors import (
     GatewayError,
     InvalidRequest,
@@ -95,7 +95,7 @@ class AdminApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        request_id = "req_ztg_" + os.urandom(12).hex()
+        request_id = new_request_id()
         principal = route_name = None
         try:
             identity = await self._authenticator.verify(extract_credential(scope["headers"]))

@@ -64,6 +64,7 @@ def cli() -> None:
 )
 def serve(config_path: Path | None, workers: int | None) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
+    from ztgate.datapath.server import ConnectionLimitError, connection_limit
     from ztgate.datapath.server import serve as run_server
 
     config = load_or_exit(config_path)
@@ -75,7 +76,9 @@ def serve(config_path: Path | None, workers: int | None) -> None:
         PolicySource.from_config(config.policy, detectors=detectors)
         # And without a checkpoint key (created beside an embedded store, as start-up would).
         load_signing_key(config.audit, config.store.url)
-    except (PolicyError, ConfigError) as exc:
+        # And with the file descriptors its connection limit needs.
+        connection_limit(config)
+    except (PolicyError, ConfigError, ConnectionLimitError) as exc:
         click.echo(f"ztgate: refusing to start: {exc}", err=True)
         sys.exit(2)
     run_server(config, config_path, workers or config.server.workers)

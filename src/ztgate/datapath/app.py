@@ -17,7 +17,7 @@ from ztgate.admin.app import AdminApp
 from ztgate.audit.access_log import AccessLog
 from ztgate.audit.trail import AuditTrail
 from ztgate.config import GatewayConfig, load_config
-from ztgate.context import RequestContext
+from ztgate.context import RequestContext, new_request_id
 from ztgate.datapath.containers import ContainerOwners
 from ztgate.datapath.pipeline import Pipeline, Stages
 from ztgate.datapath.responses import Responder
@@ -85,7 +85,7 @@ class Gateway:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = RequestContext(
-            request_id="req_ztg_" + os.urandom(12).hex(),
+            request_id=new_request_id(),
             method=scope["method"],
             path=scope["path"],
             query_string=scope["query_string"],

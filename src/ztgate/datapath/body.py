@@ -5,12 +5,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from ztgate.errors import InvalidRequest, RequestTooLarge
-from ztgate.types import Headers, Receive
+from ztgate.errors import GatewayError, InvalidRequest, RequestTooLarge
+from ztgate.types import Headers, Message, Receive
+
+# The key ztgate's HTTP protocol sets on the ``http.disconnect`` it gives an application when
+# a request body stopped arriving in time (``server.body_timeout``): the caller is still there.
+TIMED_OUT = "ztgate.body_timed_out"
 
 
 class ClientDisconnected(Exception):
     """The caller went away; there is nobody left to answer."""
+
+
+class BodyTimedOut(GatewayError):
+    """The caller stopped sending its body (or sends it too slowly to be a request)."""
+
+    status = 408
+    error_type = "timeout_error"
+
+    def __init__(self) -> None:
+        super().__init__("the request body did not arrive in time")
+
+
+def _gone(message: Message) -> Exception:
+    return BodyTimedOut() if message.get(TIMED_OUT) else ClientDisconnected()
 
 
 def declared_length(headers: Headers, limit: int) -> int | None:
@@ -39,7 +57,7 @@ async def read_no_body(headers: Headers, receive: Receive) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientDisconnected
+            raise _gone(message)
         if message.get("body"):
             raise InvalidRequest(_NO_BODY)
         if not message.get("more_body", False):
@@ -55,7 +73,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientDisconnected
+            raise _gone(message)
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -80,7 +98,7 @@ class BodyStream:
             while True:
                 message = await self._receive()
                 if message["type"] == "http.disconnect":
-                    self.error = ClientDisconnected()
+                    self.error = _gone(message)
                     raise self.error
                 chunk = message.get("body", b"")
                 self.size += len(chunk)

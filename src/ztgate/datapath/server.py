@@ -1,8 +1,10 @@
-"""Running the gateway under uvicorn (uvloop + httptools), in one process or several."""
+"""Running the gateway under uvicorn (uvloop, and ztgate's own HTTP protocol on httptools), in
+one process or several."""
 
 from __future__ import annotations
 
 import os
+import resource
 import socket
 from pathlib import Path
 from typing import Any
@@ -11,14 +13,46 @@ import uvicorn
 
 from ztgate.config import GatewayConfig
 from ztgate.datapath.app import CONFIG_ENV, Gateway
+from ztgate.datapath.protocol import Limits, protocol_factory
+
+# File descriptors kept for what is not a client connection: the store, the IdP, logs.
+_RESERVED_FILES = 64
+
+
+class ConnectionLimitError(Exception):
+    """``server.max_connections`` cannot be served with this process' open-file limit."""
+
+
+def connection_limit(config: GatewayConfig) -> int:
+    """How many client connections one process takes: each may hold an upstream connection
+    too, so two files each. The soft open-file limit is raised to the hard one first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    fits = max(1, (soft - _RESERVED_FILES) // 2)
+    wanted = config.server.max_connections
+    if wanted is None:
+        return fits
+    if wanted > fits:
+        raise ConnectionLimitError(
+            f"server.max_connections is {wanted}, but this process may open {soft} files: "
+            f"at most {fits} connections fit (raise the open-file limit, ulimit -n)"
+        )
+    return wanted
 
 
 def _uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
+    limits = Limits.from_config(config.server, connection_limit(config))
     return {
         "host": config.listen_host,
         "port": config.listen_port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": protocol_factory(limits),
         "lifespan": "on",
         "access_log": False,  # ztgate writes its own structured line per request
         "server_header": False,
