@@ -328,6 +328,18 @@ def test_a_recording_sealed_with_another_key(
 # -- the document -------------------------------------------------------------------------------
 
 
+def test_the_gateways_status_in_detail(admin: tuple[AdminGateway, Filled]) -> None:
+    """What ``/readyz`` keeps from anyone who asks, an admin reads here."""
+    gateway, _ = admin
+    status = _check(gateway.get("/status", gateway.token(ADMINS)), "get_status")
+    assert status["status"] == "ready"
+    assert status["issuers"]["demo"]["keys"] >= 1
+    assert status["policy"]["rules"] >= 1
+    assert status["audit"] == {"ready": True}
+    assert gateway.get("/status", gateway.token("devs")).status_code == 403
+    assert gateway.get("/status").status_code == 401
+
+
 def test_the_served_document_is_the_one_in_code(admin: tuple[AdminGateway, Filled]) -> None:
     gateway, _ = admin
     response = gateway.get("/openapi.json", gateway.token(ADMINS))

@@ -278,7 +278,10 @@ def test_store_down_refuses_with_503_and_nothing_goes_upstream(
             assert len(running.received()) == before
             ready = httpx.get(f"{running.url}/readyz")
             assert ready.status_code == 503
-            assert ready.json()["audit"]["ready"] is False
+            assert ready.json() == {
+                "status": "not ready",
+                "reasons": ["the audit store cannot be written (see the log)"],
+            }
         finally:
             backends.ensure_postgres()
         client.messages.create(model=MODEL, max_tokens=8, messages=hello)  # service resumes

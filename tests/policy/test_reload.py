@@ -25,8 +25,15 @@ NO_HAIKU = (
 )
 
 
-def policy_status(url: str) -> dict[str, Any]:
-    return dict(httpx.get(url + "/readyz").json()["policy"])
+ADMIN = "admin:\n  groups: [ops]\n"
+
+
+def policy_status(url: str, token: str) -> dict[str, Any]:
+    """The policy's state, from the admin API (``/readyz`` tells anyone only ready or not)."""
+    response = httpx.get(
+        url + "/ztgate/api/v1/status", headers={"authorization": f"Bearer {token}"}
+    )
+    return dict(response.json()["policy"])
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
@@ -54,9 +61,10 @@ def test_reload_on_change_keeps_streams_and_rejects_bad_files(
     policy.write_text(ALLOW)
     gateways = GatewayProcesses(stack, tmp_path)
     try:
-        process, url = gateways.start(extra=f"policy: {policy}\n")
+        process, url = gateways.start(extra=f"policy: {policy}\n{ADMIN}")
         token = stack.token()
-        loaded = policy_status(url)["loaded_at"]
+        admin = stack.token("ops/carol", claims={"groups": ["ops"]})
+        loaded = policy_status(url, admin)["loaded_at"]
         with (
             httpx.Client() as client,
             slow_story(client, url, token) as response,
@@ -64,7 +72,7 @@ def test_reload_on_change_keeps_streams_and_rejects_bad_files(
             chunks = response.iter_bytes()
             first = next(chunks)
             policy.write_text(NO_HAIKU)  # a good change, mid-stream
-            wait_for(lambda: policy_status(url)["loaded_at"] != loaded)
+            wait_for(lambda: policy_status(url, admin)["loaded_at"] != loaded)
             rest = b"".join(chunks)
         assert b"event: message_stop" in first + rest  # the in-flight stream was not dropped
         denied = ask(url, token, "claude-haiku-5-5")
@@ -73,16 +81,16 @@ def test_reload_on_change_keeps_streams_and_rejects_bad_files(
         assert "haiku is retired here" in denied.json()["error"]["message"]
 
         policy.write_text("policy:\n  rules:\n    - {id: broken, effect: permit}\n")
-        wait_for(lambda: policy_status(url)["last_error"] is not None)
-        assert "broken" in policy_status(url)["last_error"]
+        wait_for(lambda: policy_status(url, admin)["last_error"] is not None)
+        assert "broken" in policy_status(url, admin)["last_error"]
         assert ask(url, token, "claude-haiku-5-5").status_code == 403  # old policy still decides
         assert ask(url, token, "claude-sonnet-5-5").status_code == 200
 
-        reloaded = policy_status(url)["loaded_at"]
+        reloaded = policy_status(url, admin)["loaded_at"]
         policy.write_text(ALLOW)
         process.send_signal(signal.SIGHUP)
-        wait_for(lambda: policy_status(url)["loaded_at"] != reloaded, seconds=3)
-        assert policy_status(url)["last_error"] is None
+        wait_for(lambda: policy_status(url, admin)["loaded_at"] != reloaded, seconds=3)
+        assert policy_status(url, admin)["last_error"] is None
         assert ask(url, token, "claude-haiku-5-5").status_code == 200
     finally:
         gateways.stop_all()

@@ -46,6 +46,7 @@ from ztgate.types import Receive, Scope, Send
 log = logging.getLogger("ztgate.admin")
 
 _Handler = Callable[[dict[str, str], dict[str, str]], Awaitable[Any]]
+StatusReport = Callable[[], Awaitable[dict[str, Any]]]
 _SESSION_FILTERS = ("principal", "since", "until", "limit")
 
 
@@ -68,11 +69,13 @@ class AdminApp:
         reader: AuditReader,
         authenticator: Authenticator,
         config: AdminConfig,
+        status: StatusReport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.reader = reader
         self._authenticator = authenticator
         self._config = config
+        self._status = status
         self._clock = clock
         self._handlers: dict[str, _Handler] = {
             "search_events": self._search_events,
@@ -81,16 +84,22 @@ class AdminApp:
             "list_checkpoints": self._list_checkpoints,
             "list_sessions": self._list_sessions,
             "get_session": self._get_session,
+            "get_status": self._get_status,
             "openapi": self._openapi,
         }
 
     @classmethod
     def from_config(
-        cls, config: GatewayConfig, store: AuditStore, authenticator: Authenticator
+        cls,
+        config: GatewayConfig,
+        store: AuditStore,
+        authenticator: Authenticator,
+        status: StatusReport | None = None,
     ) -> AdminApp:
-        """The admin API over the gateway's store, with its recording and signing keys and
-        its token verifier. ValueError when the configured signing key cannot be read."""
-        return cls(AuditReader.from_config(config, store), authenticator, config.admin)
+        """The admin API over the gateway's store, with its recording and signing keys, its
+        token verifier and the gateway's readiness in detail. ValueError when the configured
+        signing key cannot be read."""
+        return cls(AuditReader.from_config(config, store), authenticator, config.admin, status)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,6 +151,12 @@ class AdminApp:
         if document is None:
             raise NotFound(f"the audit has no event {seq}")
         return document
+
+    async def _get_status(self, _: dict[str, str], query: dict[str, str]) -> Any:
+        _no_query(query)
+        if self._status is None:
+            raise NotFound("this admin API runs without a gateway: no status to report")
+        return await self._status()
 
     async def _verify_chain(self, _: dict[str, str], query: dict[str, str]) -> Any:
         _no_query(query)

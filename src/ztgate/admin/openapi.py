@@ -206,6 +206,15 @@ SCHEMAS: dict[str, Any] = {
     "Session": _object(
         {"session_id": _STRING, "recordings": {"type": "array", "items": _ref("Recording")}}
     ),
+    "Status": _object(
+        {
+            "status": {"type": "string", "enum": ["ready", "not ready"]},
+            "reasons": {"type": "array", "items": _STRING},
+            "issuers": {"type": "object"},
+            "policy": {"type": "object"},
+            "audit": {"type": "object"},
+        }
+    ),
 }
 
 _ERRORS = {
@@ -261,6 +270,14 @@ _OPERATIONS: dict[str, tuple[str, str, list[dict[str, Any]], str, tuple[str, ...
         "Oldest first, unsealed with the configured key; purged recordings keep their metadata.",
         [],
         "Session",
+        ("404",),
+    ),
+    "get_status": (
+        "The gateway's readiness in detail",
+        "What `/readyz` does not tell anyone who asks: each issuer's keys and last error, the "
+        "policy's file, rule count and last reload error, and the audit store.",
+        [],
+        "Status",
         ("404",),
     ),
     "openapi": ("This document", "The admin API as OpenAPI 3.1.", [], "", ()),

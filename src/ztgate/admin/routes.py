@@ -37,6 +37,7 @@ ROUTES = (
     _route("list_checkpoints", "/audit/checkpoints"),
     _route("list_sessions", "/sessions"),
     _route("get_session", "/sessions/{session_id}"),
+    _route("get_status", "/status"),
     _route("openapi", "/openapi.json"),
 )
 

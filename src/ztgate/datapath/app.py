@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
@@ -105,17 +106,38 @@ class Gateway:
         elif path == "/healthz":
             await _json(send, ctx, 200, {"status": "alive"})
         elif path == "/readyz":
-            audit = await runtime.trail.status()
-            ready = runtime.verifier.ready and audit["ready"]
-            report = {
-                "status": "ready" if ready else "not ready",
-                "issuers": runtime.verifier.status(),
-                "policy": self.policy.status(),
-                "audit": audit,
-            }
-            await _json(send, ctx, 200 if ready else 503, report)
+            reasons = await self._not_ready(runtime)
+            report: dict[str, Any] = {"status": "not ready" if reasons else "ready"}
+            if reasons:
+                report["reasons"] = reasons
+            await _json(send, ctx, 503 if reasons else 200, report)
         else:
             await Responder(send, ctx).error(NotFound(f"{path} is not served by this gateway"))
+
+    async def _not_ready(self, runtime: _Runtime) -> list[str]:
+        """Why the gateway cannot serve, for anyone who asks (a load balancer, a probe): what
+        an operator can act on, never what the configuration holds. The details (issuers,
+        keys, policy, store) are in the log and on the admin API's ``/status``."""
+        reasons = []
+        if not runtime.verifier.ready:
+            reasons.append("no signing keys loaded yet from an identity provider (see the log)")
+        if not (await runtime.trail.status())["ready"]:
+            reasons.append("the audit store cannot be written (see the log)")
+        return reasons
+
+    async def status_report(self) -> dict[str, Any]:
+        """Readiness in detail, for the admin API: each issuer, the policy, the store."""
+        runtime = self._runtime
+        if runtime is None:
+            raise RuntimeError("the gateway is not started")
+        reasons = await self._not_ready(runtime)
+        return {
+            "status": "not ready" if reasons else "ready",
+            "reasons": reasons,
+            "issuers": runtime.verifier.status(),
+            "policy": self.policy.status(),
+            "audit": await runtime.trail.status(),
+        }
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -160,7 +182,7 @@ class Gateway:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # SIGHUP reloads the policy; only possible in the main thread (not in tests' threads)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.policy.reload)
-        admin = AdminApp.from_config(self.config, trail.store, verifier)
+        admin = AdminApp.from_config(self.config, trail.store, verifier, self.status_report)
         self._runtime = _Runtime(http, verifier, upstream, quotas, pipeline, tasks, trail, admin)
         log.info(
             "ztgate started",

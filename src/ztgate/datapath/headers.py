@@ -76,15 +76,23 @@ def upstream_request_headers(caller: Headers, *, json: bool) -> Headers:
 
 def refuse_echoed_credential(credential: str, ctx: RequestContext) -> None:
     """The caller's token goes nowhere but ztgate: not in the path, the query string or another
-    header, however it is spelled there (percent-encoded in a URL)."""
+    header, however it is spelled there (percent-encoded in a URL). Checked before routing, so
+    no answer repeats it either; a refused context forgets where it was, since the path and
+    query are logged and recorded."""
     token = credential.encode("ascii")
     places = [
         ("the path", unquote_to_bytes(ctx.path)),
-        ("the query string", unquote_to_bytes(ctx.forwarded_query)),
-        *((f"the {name.decode()} header", value) for name, value in ctx.forwarded_headers),
+        ("the query string", unquote_to_bytes(ctx.query_string)),
+        *(
+            (f"the {name.decode('latin-1')} header", value)
+            for name, value in ctx.headers
+            if name not in CALLER_CREDENTIALS
+        ),
     ]
     for where, value in places:
         if token in value:
+            ctx.path = ctx.path.replace(credential, "<credential>")
+            ctx.query_string = b""
             raise InvalidRequest(f"the request repeats its credential in {where}; send it once")
 
 

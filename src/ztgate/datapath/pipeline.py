@@ -78,11 +78,12 @@ class Pipeline:
         recorded = False
         try:
             credential = extract_credential(ctx.headers)
+            refuse_echoed_credential(credential, ctx)  # before anything logs the path
             ctx.identity = await self._stages.authenticator.verify(credential)
             ctx.route = match_route(ctx.method, ctx.path)
             if ctx.route is None:
                 raise NotFound(f"{ctx.method} {ctx.path} is not an endpoint this gateway serves")
-            upload = await self._parse(ctx, receive, credential)
+            upload = await self._parse(ctx, receive)
             self._stages.inspector.inspect_request(ctx)
             self._decide(ctx)
             self._stages.inspector.protect_request(ctx)
@@ -125,9 +126,7 @@ class Pipeline:
         await self._stages.recorder.request_finished(ctx)
         return True
 
-    async def _parse(
-        self, ctx: RequestContext, receive: Receive, credential: str
-    ) -> BodyStream | None:
+    async def _parse(self, ctx: RequestContext, receive: Receive) -> BodyStream | None:
         """Read what the caller sends and fix what will be forwarded: the checked query, the
         cleaned headers and, for a JSON endpoint, the parsed payload (re-encoded at transform,
         so what goes upstream is exactly what was inspected and decided on). Uploads stream."""
@@ -135,7 +134,6 @@ class Pipeline:
         assert route is not None
         ctx.forwarded_query = canonical_query(route.endpoint.value, route.action, ctx.query_string)
         ctx.forwarded_headers = upstream_request_headers(ctx.headers, json=route.body is Body.JSON)
-        refuse_echoed_credential(credential, ctx)
         if route.body is Body.UPLOAD:
             # Policy sees the declared size; the stream enforces the bound as bytes arrive.
             ctx.bytes_in = declared_length(ctx.headers, self._server.max_upload_body) or 0

@@ -84,6 +84,7 @@ class Scenario(StrEnum):
     DISCONNECT_MIDSTREAM = "sim-disconnect-midstream"
     HANG = "sim-hang"
     NO_STOP = "sim-no-stop"
+    ECHO_KEY = "sim-echo-key"  # an error whose message and a header repeat the key received
 
 
 @dataclass(frozen=True)
@@ -909,6 +910,11 @@ class UpstreamSimulator:
         failure = _scenario_error(scenario)
         if failure is not None:
             raise failure
+        if scenario is Scenario.ECHO_KEY:
+            key = request.headers.get("x-api-key", "")
+            raise _ApiError(
+                401, "authentication_error", f"invalid x-api-key {key}", {"x-echo": key}
+            )
         if scenario is not Scenario.HANG:
             return None
         try:

@@ -191,6 +191,8 @@ def _api_object(found: BodyText, value: Any, prefix: str, depth: int) -> None:
     if type(value) is dict:
         found.keys.update(value)
         source_type = value.get("type")
+        if type(source_type) is not str:
+            source_type = None  # a malformed ``type`` makes nothing opaque
         for key, item in value.items():
             kind = type(item)
             if kind is str:
