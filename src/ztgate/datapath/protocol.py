@@ -53,6 +53,7 @@ from ztgate.types import ASGIApp, Message
 log = logging.getLogger("ztgate.http")
 
 _HIGH_WATER = 64 * 1024  # unread request body bytes before reading pauses
+_LINGER = 2.0  # seconds a refused connection drops what still arrives before it closes
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]{1,5})?")
 _UNSAFE_HEADER_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -184,7 +185,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
-            return
+            return  # lingering after a refusal: what still arrives is read and dropped
         if not self._in_head and self._reading is None:
             self._begin_head()
         if self._in_head:
@@ -237,12 +238,17 @@ class HTTPProtocol(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self._parser.should_upgrade():  # llhttp counts CONNECT as one
+            if self._parser.get_method() == b"CONNECT":
+                self._stop(400, "invalid_request_error", "the request target must be a path")
+            self._stop(400, "invalid_request_error", "protocol upgrades are not supported")
         self._in_head = False
         self._cancel(self._head_timer)
         self._head_timer = None
         exchange = _Exchange(self, self._scope(), self._expect_continue)
         self._reading = exchange
-        exchange.start_body_clock()
+        if not self._expect_continue:  # else the caller waits for ztgate's 100 Continue
+            exchange.start_body_clock()
         if self._current is None:
             self._run(exchange)
         else:  # pipelined behind an exchange still answering: it waits, and so does reading
@@ -402,8 +408,6 @@ class HTTPProtocol(asyncio.Protocol):
         ]
         if status == 503:
             headers.append((b"retry-after", b"1"))
-        if self._current is None:  # never in the middle of another response
-            self.write(_head(status, [*self._state.default_headers, *headers]) + body)
         log.info(
             "refused at the HTTP layer",
             extra={
@@ -414,7 +418,23 @@ class HTTPProtocol(asyncio.Protocol):
                 "client": _host(self._client),
             },
         )
-        self._close()
+        if self._current is None:  # never in the middle of another response
+            self.write(_head(status, [*self._state.default_headers, *headers]) + body)
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after a refusal without losing it: closing a socket with unread bytes makes
+        the kernel send a reset, which can destroy the answer before the caller reads it. So
+        ztgate stops writing, drops what still arrives for a moment, then closes."""
+        self._closing = True
+        self._cancel_timers()
+        transport = self._transport
+        if transport is None:
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._resume_reading()
+        self._idle_timer = self._loop.call_later(_LINGER, transport.close)
 
     # --- flow and timers ---------------------------------------------------------------------
 
@@ -426,7 +446,7 @@ class HTTPProtocol(asyncio.Protocol):
                 self._reading.pause_body_clock()
 
     def _resume_reading(self) -> None:
-        if self._read_paused and self._transport is not None and not self._closing:
+        if self._read_paused and self._transport is not None:
             self._read_paused = False
             self._transport.resume_reading()
             if self._reading is not None:
@@ -615,6 +635,7 @@ class _Exchange:
         if self._expect_continue and not self._started:
             self._expect_continue = False
             self._protocol.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.start_body_clock()
         while True:
             if self._timed_out:
                 return {"type": "http.disconnect", TIMED_OUT: True}
