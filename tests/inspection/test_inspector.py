@@ -87,3 +87,62 @@ def test_no_mask_leaves_the_request_as_sent() -> None:
 def test_a_holdback_too_short_for_the_catalogue_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="holdback"):
         ScanningInspector(full_scanner(), holdback=32)
+
+
+def test_a_value_that_cannot_be_rewritten_refuses_the_request() -> None:
+    inspector = ScanningInspector(full_scanner())
+    body = message("hi")
+    body["messages"].append(
+        {
+            "role": "assistant",
+            "content": [{"type": "thinking", "thinking": ANTHROPIC, "signature": "s"}],
+        }
+    )
+    ctx = context(body)
+    inspector.inspect_request(ctx)
+    assert [f.path for f in ctx.findings] == ["messages.1.content.0.thinking"]
+    decide(ctx, MaskPlan({}, {"secret": "redact"}))
+    with pytest.raises(
+        RequestBlocked, match=r"anthropic_api_key in messages\.1\.content\.0\.thinking"
+    ):
+        inspector.protect_request(ctx)
+
+
+def test_only_reporting_lets_a_fixed_value_through() -> None:
+    inspector = ScanningInspector(full_scanner())
+    ctx = context({**message("hi"), "model": f"m-{EMAIL}"})
+    inspector.inspect_request(ctx)
+    decide(ctx, MaskPlan({"email": "report"}, {}))
+    inspector.protect_request(ctx)  # nothing to rewrite: it passes, and policy saw the finding
+    assert [f.detector for f in ctx.findings] == ["email"]
+
+
+def test_a_key_carrying_a_value_is_renamed_and_never_spelled_in_a_path() -> None:
+    inspector = ScanningInspector(full_scanner(), hash_key=b"k" * 16)
+    tool_use = {"type": "tool_use", "id": "t", "name": "n", "input": {EMAIL: {"note": ANTHROPIC}}}
+    ctx = context({"model": "m", "messages": [{"role": "assistant", "content": [tool_use]}]})
+    inspector.inspect_request(ctx)
+    paths = sorted(f.path for f in ctx.findings)
+    assert paths == ["messages.0.content.0.input.<key>", "messages.0.content.0.input.<key>.note"]
+    decide(ctx, MaskPlan({"email": "pseudonymize"}, {"secret": "redact"}))
+    inspector.protect_request(ctx)
+    assert tool_use["input"] == {"<EMAIL_1>": {"note": "[REDACTED:ANTHROPIC_API_KEY]"}}
+
+
+def test_a_field_name_is_scanned_and_never_spelled() -> None:
+    inspector = ScanningInspector(full_scanner())
+    ctx = context({**message("hi"), ANTHROPIC: True})
+    inspector.inspect_request(ctx)
+    assert [(f.detector, f.path) for f in ctx.findings] == [("anthropic_api_key", "(a field name)")]
+    decide(ctx, MaskPlan({}, {"secret": "redact"}))
+    with pytest.raises(RequestBlocked, match=r"\(a field name\)"):
+        inspector.protect_request(ctx)
+
+
+def test_forwarded_headers_are_scanned_on_every_endpoint() -> None:
+    inspector = ScanningInspector(full_scanner())
+    ctx = RequestContext("req_1", "GET", "/v1/models", b"", [], None, "http")
+    ctx.route = Route(Endpoint.MODELS, "list", Body.NONE)
+    ctx.forwarded_headers = [(b"x-note", f"key {ANTHROPIC}".encode()), (b"x-note", b"plain")]
+    inspector.inspect_request(ctx)
+    assert [(f.detector, f.path) for f in ctx.findings] == [("anthropic_api_key", "headers.x-note")]

@@ -168,3 +168,100 @@ def test_error_bodies_pass_unchanged() -> None:
     ctx.upstream_status = 400
     body = b'{"type":"error","error":{"type":"invalid_request_error","message":"x"}}'
     assert protector(ctx).body(body) is body
+
+
+# --- blocks that arrive whole: what server tools bring back -----------------------------------
+
+WEB_RESULT = {
+    "type": "web_fetch_tool_result",
+    "tool_use_id": "srvtoolu_1",
+    "content": {
+        "type": "web_fetch_result",
+        "url": "https://example.org/page",
+        "content": {
+            "type": "document",
+            "title": f"page with {ANTHROPIC}",
+            "source": {"type": "text", "media_type": "text/plain", "data": f"body {ANTHROPIC}"},
+        },
+    },
+}
+CODE_RESULT = {
+    "type": "bash_code_execution_tool_result",
+    "tool_use_id": "srvtoolu_2",
+    "content": {
+        "type": "bash_code_execution_result",
+        "stdout": f"printed {ANTHROPIC}",
+        "stderr": "",
+        "return_code": 0,
+        "content": [],
+    },
+}
+
+
+def test_tool_results_in_a_whole_response_are_masked() -> None:
+    body = {
+        "type": "message",
+        "content": [
+            WEB_RESULT,
+            CODE_RESULT,
+            {"type": "thinking", "thinking": f"signed {ANTHROPIC}", "signature": "c2ln"},
+        ],
+    }
+    ctx = context()
+    out = protector(ctx).body(orjson.dumps(body))
+    blocks = orjson.loads(out)["content"]
+    assert ANTHROPIC not in orjson.dumps(blocks[:2]).decode()
+    assert blocks[0]["content"]["content"]["title"] == "page with [REDACTED:ANTHROPIC_API_KEY]"
+    assert blocks[1]["content"]["stdout"] == "printed [REDACTED:ANTHROPIC_API_KEY]"
+    assert blocks[2]["thinking"] == f"signed {ANTHROPIC}"  # signed: passed as the API sent it
+    assert ctx.masked == {"anthropic_api_key": 3}
+
+
+def test_tool_results_that_arrive_whole_in_a_stream_are_masked() -> None:
+    events = [
+        event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": block},
+        )
+        for block in (WEB_RESULT, CODE_RESULT)
+    ]
+    _, out = run(protector(context()), events)
+    assert len(out) == 2
+    for e in out:
+        assert ANTHROPIC.encode() not in e.raw
+        assert b"[REDACTED:ANTHROPIC_API_KEY]" in e.raw
+
+
+def test_citations_deltas_are_masked() -> None:
+    delta = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {
+            "type": "citations_delta",
+            "citation": {"type": "web_search_result_location", "cited_text": f"says {ANTHROPIC}"},
+        },
+    }
+    [out] = run(protector(context()), [event("content_block_delta", delta)])[1]
+    assert orjson.loads(out.data)["delta"]["citation"]["cited_text"] == (
+        "says [REDACTED:ANTHROPIC_API_KEY]"
+    )
+
+
+def test_a_block_with_nothing_to_mask_is_relayed_byte_for_byte() -> None:
+    start = event(
+        "content_block_start",
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "container_upload", "file_id": "f"},
+        },
+    )
+    assert protector(context()).event(start) == start.raw
+
+
+def test_an_identifier_carrying_a_masked_value_withholds_the_response() -> None:
+    block = {"type": "server_tool_use", "id": ANTHROPIC, "name": "web_search", "input": {}}
+    ctx = context()
+    with pytest.raises(ResponseWithheld, match="cannot be rewritten"):
+        protector(ctx).body(orjson.dumps({"type": "message", "content": [block]}))
+    assert ctx.stream_end is StreamEnd.WITHHELD
