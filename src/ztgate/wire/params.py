@@ -9,7 +9,7 @@ streaming, a tool without a name every tool grant. Everything else is the API's 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ztgate.errors import InvalidRequest
@@ -90,6 +90,13 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
+def _objects(value: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each item of a list that must hold objects, with where it stands."""
+    for index, item in enumerate(_list(value, where)):
+        at = f"{where}.{index}"
+        yield at, _object(item, at)
+
+
 def _string(holder: Mapping[str, Any], key: str, where: str, *, required: bool = False) -> None:
     value = holder.get(key)
     if (value is not None or required) and (not isinstance(value, str) or not value):
@@ -105,34 +112,24 @@ def _thinking(value: Any, where: str) -> None:
 
 
 def _messages(body: Mapping[str, Any], at: str) -> None:
-    messages = _list(body.get("messages"), f"{at}messages")
-    for index, message in enumerate(messages):
-        where = f"{at}messages.{index}"
-        _string(_object(message, where), "role", where, required=True)
+    for where, message in _objects(body.get("messages"), f"{at}messages"):
+        _string(message, "role", where, required=True)
         content = message.get("content")
         if isinstance(content, list):
-            for number, block in enumerate(content):
-                block_at = f"{where}.content.{number}"
-                _string(_object(block, block_at), "type", block_at, required=True)
+            for block_at, block in _objects(content, f"{where}.content"):
+                _string(block, "type", block_at, required=True)
         elif not isinstance(content, str):
             raise InvalidRequest(f"{where}.content: must be a string or a list of blocks")
     system = body.get("system")
     if system is not None and not isinstance(system, str):
-        for number, block in enumerate(_list(system, f"{at}system")):
-            _string(
-                _object(block, f"{at}system.{number}"),
-                "type",
-                f"{at}system.{number}",
-                required=True,
-            )
+        for block_at, block in _objects(system, f"{at}system"):
+            _string(block, "type", block_at, required=True)
 
 
 def _tools(value: Any, where: str) -> None:
     if value is None:
         return
-    for index, item in enumerate(_list(value, where)):
-        at = f"{where}.{index}"
-        tool = _object(item, at)
+    for at, tool in _objects(value, where):
         _string(tool, "type", at)
         _string(tool, "name", at)
         if tool.get("type") in (None, "custom") and "name" not in tool:
@@ -149,9 +146,7 @@ def _container(value: Any, where: str) -> None:
     skills = container.get("skills")
     if skills is None:
         return
-    for index, item in enumerate(_list(skills, f"{where}.skills")):
-        at = f"{where}.skills.{index}"
-        skill = _object(item, at)
+    for at, skill in _objects(skills, f"{where}.skills"):
         _string(skill, "skill_id", at, required=True)
         if skill.get("type") not in ("anthropic", "custom"):
             raise InvalidRequest(f"{at}.type: must be 'anthropic' or 'custom'")
@@ -161,9 +156,7 @@ def _container(value: Any, where: str) -> None:
 def _mcp_servers(value: Any, where: str) -> None:
     if value is None:
         return
-    for index, item in enumerate(_list(value, where)):
-        at = f"{where}.{index}"
-        server = _object(item, at)
+    for at, server in _objects(value, where):
         _string(server, "url", at, required=True)
         _string(server, "name", at, required=True)
         _string(server, "type", at)
