@@ -7,8 +7,10 @@ the simulator received.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 
 from tests.inspection.test_masking import ANTHROPIC, EMAIL
 from tests.stackrunner import RunningStack
+from ztgate.audit.sealing import load_recording
 from ztgate.devtools.simulator import DELTA_CHARS_HEADER, REPLY_HEADER, SCENARIO_HEADER
 from ztgate.devtools.stack import SIMULATOR_KEY
 
@@ -553,6 +556,43 @@ def test_the_upstream_key_never_comes_back_in_a_body(guarded: RunningStack) -> N
     assert response.status_code == 200
     assert SIMULATOR_KEY not in response.text
     assert "[upstream key removed]" in response.text
+
+
+def test_the_upstream_key_is_never_recorded(guarded: RunningStack) -> None:
+    session = "echo-" + base64.b32encode(os.urandom(5)).decode()
+    headers = {**scripted(f"the key is {SIMULATOR_KEY}"), "ztgate-session-id": session}
+    send(guarded, "POST", "/v1/messages", orjson.dumps(message(stream=True)), headers)
+    send(
+        guarded,
+        "POST",
+        "/v1/messages",
+        orjson.dumps(message()),
+        {**headers, SCENARIO_HEADER: "sim-echo-key"},
+    )
+
+    async def recordings() -> list[Any]:
+        store = guarded.stack.gateway.audit.store
+        for _ in range(100):
+            found = await store.recordings(session)
+            if len(found) == 2:
+                return found
+            await asyncio.sleep(0.05)
+        return []
+
+    stored = guarded.run(recordings())
+    assert len(stored) == 2
+    for item in stored:
+        recording = load_recording(item, sealer=None)
+        assert recording is not None
+        everything = b"".join(
+            [
+                recording.request_body,
+                recording.response_body or b"",
+                *(raw for _, raw in recording.events),
+            ]
+        )
+        assert SIMULATOR_KEY.encode() not in everything
+        assert b"[upstream key removed]" in everything
 
 
 def test_the_upstream_key_never_comes_back_in_a_stream(guarded: RunningStack) -> None:

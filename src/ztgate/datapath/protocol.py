@@ -193,8 +193,9 @@ class HTTPProtocol(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError:
-            if self._refusal is None:
-                raise
+            if self._refusal is None:  # not one of ours: a bug, still answered in the shape
+                log.exception("an HTTP parser callback failed")
+                self._refusal = (500, "api_error", "internal error in the gateway")
         except httptools.HttpParserUpgrade:
             self._refusal = (400, "invalid_request_error", "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:
@@ -291,8 +292,14 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._in_head and not self._closing:
-            self._refuse(408, "timeout_error", "the request head did not arrive in time")
+        if not self._in_head or self._closing:
+            return
+        if self._current is not None:  # a pipelined head waits while a response goes out
+            self._head_timer = self._loop.call_later(
+                self._limits.header_timeout, self._head_timed_out
+            )
+            return
+        self._refuse(408, "timeout_error", "the request head did not arrive in time")
 
     def _scope(self) -> dict[str, Any]:
         parser = self._parser
@@ -306,7 +313,10 @@ class HTTPProtocol(asyncio.Protocol):
                 self._stop(400, "invalid_request_error", "the Host header is not a host")
         if method == "CONNECT" or not url.startswith(b"/"):
             self._stop(400, "invalid_request_error", "the request target must be a path")
-        parsed = httptools.parse_url(url)
+        try:
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            self._stop(400, "invalid_request_error", "the request target is not a URL path")
         raw_path: bytes = parsed.path
         if not raw_path.isascii():
             self._stop(400, "invalid_request_error", "the request path is not ASCII")
@@ -344,7 +354,9 @@ class HTTPProtocol(asyncio.Protocol):
         if self._closing or self._transport is None or self._transport.is_closing():
             return
         if not exchange.keep_alive:
-            self._close()
+            # The rest of an unread body may still be arriving: dropping the connection then
+            # would reset it, and could take the answer with it.
+            self._linger() if exchange.more_body else self._close()
             return
         self._resume_reading()
         if self._queue:
@@ -598,6 +610,9 @@ class _Exchange:
     async def run(self, app: ASGIApp) -> None:
         try:
             await app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            self._protocol.abort()  # the server gave up on it (shutdown): nothing to answer
+            raise
         except BaseException:
             log.exception("unhandled error in the application")
             if not self._started and not self._disconnected:

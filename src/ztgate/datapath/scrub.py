@@ -32,7 +32,7 @@ class KeyScrubber:
     def stream(self) -> StreamScrubber:
         return StreamScrubber(self)
 
-    def _held(self, data: bytes) -> int:
+    def held(self, data: bytes) -> int:
         """How many trailing bytes of ``data`` could still grow into a spelling of the key."""
         size = len(data)
         held = 0
@@ -56,7 +56,7 @@ class StreamScrubber:
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._scrubber.scrub(self._pending + chunk if self._pending else chunk)
-        held = self._scrubber._held(data)
+        held = self._scrubber.held(data)
         self._pending = data[len(data) - held :] if held else b""
         return data[: len(data) - held] if held else data
 

@@ -10,9 +10,9 @@ Inspection is the default. Every string in a body is one of:
 - **a name in free-form JSON** (``Kind.NAME``): a key inside a tool's ``input``, an
   ``input_schema``, an output schema. The model reads those too; masking renames the key.
 - **fixed** (``Kind.FIXED``): identifiers and values the API checks or signs: block ``type``,
-  ``role``, ``model``, ids, tool and server names, media types, a thinking block's text
-  (signed). Scanned, so policy sees what they carry, but never rewritten: when policy would
-  mask one, the request is refused instead.
+  ``role``, ``model``, ids, tool and server names, media types, a thinking block's text and a
+  compaction block's summary (both signed). Scanned, so policy sees what they carry, but never
+  rewritten: when policy would mask one, the request is refused instead.
 - **opaque**: never scanned: base64 images and PDFs, signatures, encrypted blobs from the
   API's own tools, an MCP server's ``authorization_token`` (a credential meant for that
   server, which policy names).
