@@ -31,9 +31,9 @@ import uvloop
 from ztgate.audit.chain import canonical_body, verify_chain_async
 from ztgate.audit.events import AuditEvent
 from ztgate.audit.signing import SigningKey
+from ztgate.audit.store.base import AuditStore
+from ztgate.audit.store.factory import open_store
 from ztgate.audit.writer import AuditWriter
-from ztgate.storage.base import AuditStore
-from ztgate.storage.factory import open_store
 
 TARGET = 20_000
 DATA: dict[str, Any] = {

@@ -31,14 +31,14 @@ import orjson
 from faker import Faker
 
 from gateway_timing import Timings, pct, print_table, time_gateways
-from ztgate.context import RequestContext
+from ztgate.core.context import RequestContext
+from ztgate.core.maskplan import MaskPlan
+from ztgate.core.sse import SSEEvent, parse_event
 from ztgate.devtools.stack import DEMO_POLICY, LocalStack
 from ztgate.inspection.detectors import catalogue
-from ztgate.inspection.masking import MaskPlan
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.response import ResponseProtector
 from ztgate.inspection.scanner import Scanner
-from ztgate.sse import SSEEvent, parse_event
 
 PLAN = MaskPlan({"email": "pseudonymize", "payment_card": "redact"}, {"secret": "redact"})
 

@@ -21,13 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ztgate.context import RequestContext
-from ztgate.datapath.routes import match_route
-from ztgate.identity.principal import Identity
-from ztgate.policy.decision import Decision
+from ztgate.core.context import RequestContext
+from ztgate.core.decision import Decision, PolicyRequest
+from ztgate.core.identity import Identity
 from ztgate.policy.document import PolicyDocument
 from ztgate.policy.engine import CompiledRule, Policy
-from ztgate.policy.request import PolicyRequest, from_context
+from ztgate.policy.request import from_context
+from ztgate.wire.routes import match_route
 
 TARGET_P50_US = 20.0
 RULES = 500

@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 import httpx2 as httpx
 import uvicorn
 
+from ztgate.audit.store.base import AuditStore
+from ztgate.audit.store.factory import open_store
 from ztgate.datapath.app import Gateway
 from ztgate.devtools.issuer import DevIssuer
 from ztgate.devtools.stack import demo_config
-from ztgate.storage.base import AuditStore
-from ztgate.storage.factory import open_store
 
 T = TypeVar("T")
 ADMIN_PREFIX = "/ztgate/api/v1"

@@ -25,7 +25,7 @@ from ztgate.admin.openapi import openapi_document
 from ztgate.admin.routes import ROUTES
 from ztgate.audit.search import FILTERS
 from ztgate.config import ConfigError, validate_config
-from ztgate.sse import parse_event
+from ztgate.core.sse import parse_event
 
 ADMINS = "auditors"
 DOCUMENT = openapi_document()

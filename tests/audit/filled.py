@@ -24,21 +24,20 @@ from typing import Any
 import orjson
 
 from tests.audit.sessions import Exchange, conversation, record
-from tests.storage.backends import postgres_database
+from tests.audit.store.backends import postgres_database
 from ztgate.audit.events import AuditEvent
 from ztgate.audit.recording import Recording
 from ztgate.audit.sealing import Sealer, store_recording
 from ztgate.audit.signing import SigningKey
+from ztgate.audit.store.factory import open_store
 from ztgate.audit.writer import AuditWriter
-from ztgate.context import FindingRecord
+from ztgate.core.decision import Decision, policy_input_json, skill_id
+from ztgate.core.findings import FindingRecord
+from ztgate.core.identity import Identity
 from ztgate.devtools.simulator import UpstreamSimulator
-from ztgate.identity.principal import Identity
 from ztgate.policy.cases import build_context, parse_request
-from ztgate.policy.decision import Decision
 from ztgate.policy.loader import build_policy
-from ztgate.policy.request import ENDPOINT_NAMES, from_context, skill_id, skills_of, tools_of
-from ztgate.policy.simulate import policy_input_json
-from ztgate.storage.factory import open_store
+from ztgate.policy.request import ENDPOINT_NAMES, from_context, skills_of, tools_of
 
 POLICY: dict[str, Any] = {
     "default": "deny",

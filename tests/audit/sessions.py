@@ -13,8 +13,8 @@ import httpx2 as httpx
 import orjson
 
 from ztgate.audit.recording import Recording
+from ztgate.core.sse import SSESplitter
 from ztgate.devtools.simulator import SCENARIO_HEADER, UpstreamSimulator
-from ztgate.sse import SSESplitter
 
 SYSTEM = "You are a terse geography tutor. Answer in one sentence."
 QUESTION = "What is the capital of France?"

@@ -1,5 +1,5 @@
 """The hash chain as pure functions: its exact encoding, checkpoints, and what verification
-finds after each kind of tampering (in memory here; tests/storage/test_tamper.py does the same
+finds after each kind of tampering (in memory here; tests/audit/store/test_tamper.py does the same
 through real databases)."""
 
 from __future__ import annotations

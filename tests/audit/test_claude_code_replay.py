@@ -11,7 +11,7 @@ import pytest
 from tests.datapath.test_claude_code import CLAUDE, run_claude
 from tests.processes import replay_server
 from tests.stackrunner import RunningStack
-from ztgate.storage.factory import open_store
+from ztgate.audit.store.factory import open_store
 
 pytestmark = [
     pytest.mark.claude_code,

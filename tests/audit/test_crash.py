@@ -17,8 +17,8 @@ import pytest
 
 from tests.processes import ZTGATE, GatewayProcesses
 from tests.stackrunner import RunningStack
-from ztgate.storage.base import AuditStore
-from ztgate.storage.factory import open_store
+from ztgate.audit.store.base import AuditStore
+from ztgate.audit.store.factory import open_store
 
 
 @pytest.fixture

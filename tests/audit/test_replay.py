@@ -24,8 +24,8 @@ from ztgate.audit.replay_server import (
     reply_for,
     same_request,
 )
+from ztgate.core.sse import parse_event
 from ztgate.devtools.simulator import UpstreamSimulator
-from ztgate.sse import parse_event
 
 
 async def _record_session() -> list[Recording]:

@@ -18,19 +18,19 @@ import anthropic
 import httpx
 import pytest
 
+from tests.audit.store import backends
+from tests.audit.store.backends import pg_database, store_url
 from tests.inspection.test_masking import ANTHROPIC, EMAIL
 from tests.stackrunner import RunningStack
-from tests.storage import backends
-from tests.storage.backends import pg_database, store_url
 from ztgate.audit.chain import verify_chain_async
 from ztgate.audit.events import StoredEvent
 from ztgate.audit.sealing import SealError, load_recording, sealer_from_config
 from ztgate.audit.signing import SigningKey, public_keys
+from ztgate.audit.store.base import AuditStore, StoreUnavailable
+from ztgate.audit.store.factory import open_store
 from ztgate.datapath.app import Gateway
 from ztgate.devtools.simulator import REPLY_HEADER
 from ztgate.devtools.stack import DEMO_POLICY, demo_config
-from ztgate.storage.base import AuditStore, StoreUnavailable
-from ztgate.storage.factory import open_store
 
 __all__ = ["pg_database", "store_url"]
 

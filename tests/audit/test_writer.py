@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.storage import backends
+from tests.audit.store import backends
 from ztgate.audit.chain import checkpoint_signature_problem, verify_chain_async
 from ztgate.audit.events import AuditEvent
 from ztgate.audit.signing import SigningKey
+from ztgate.audit.store.base import AuditStore, StoredRecording, StoreUnavailable
+from ztgate.audit.store.postgres import PostgresStore
+from ztgate.audit.store.sqlite import SQLiteStore
 from ztgate.audit.writer import AuditWriter
 from ztgate.config import parse_config
-from ztgate.storage.base import AuditStore, StoredRecording, StoreUnavailable
-from ztgate.storage.postgres import PostgresStore
-from ztgate.storage.sqlite import SQLiteStore
 
-# Both backends, as in tests/storage.
+# Both backends, as in tests/audit/store.
 pg_database = backends.pg_database
 store_url = backends.store_url
 store = backends.store

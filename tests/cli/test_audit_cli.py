@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from tests.audit.filled import ALICE, CI, CI_AGE
+from tests.audit.store.backends import RawDatabase
 from tests.cli.audit_stores import FilledStore, filled_store, ztgate
-from tests.storage.backends import RawDatabase
 from ztgate.audit.chain import GENESIS, link
 from ztgate.audit.signing import SigningKey
 

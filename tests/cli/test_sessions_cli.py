@@ -19,7 +19,7 @@ from tests.audit.sessions import QUESTION, SYSTEM, conversation
 from tests.cli.audit_stores import FilledStore, filled_store, ztgate
 from tests.processes import replay_server
 from ztgate.audit.recording import Recording
-from ztgate.sse import parse_event
+from ztgate.core.sse import parse_event
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

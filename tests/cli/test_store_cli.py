@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.audit.filled import Filled
+from tests.audit.store.backends import postgres_database
 from tests.cli.audit_stores import ztgate
-from tests.storage.backends import postgres_database
 from ztgate.audit.signing import SigningKey
 
 

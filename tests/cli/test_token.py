@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ztgate.identity.token_sources import GitHubActionsSource, TokenCache, reuse_until
+from ztgate.cli.token_sources import GitHubActionsSource, TokenCache, reuse_until
 
 ZTGATE_TOKEN = [sys.executable, "-m", "ztgate", "token"]
 REQUEST_TOKEN = "gha-request-token-" + uuid.uuid4().hex

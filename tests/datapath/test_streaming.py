@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from tests.stackrunner import RunningStack
-from ztgate.sse import SSESplitter
+from ztgate.core.sse import SSESplitter
 
 
 def stream_body(model: str) -> bytes:

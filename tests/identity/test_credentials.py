@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ztgate.errors import AuthenticationFailed
+from ztgate.core.errors import AuthenticationFailed
 from ztgate.identity.credentials import extract_credential
 
 

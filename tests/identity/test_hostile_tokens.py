@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from tests.identity.keyring import AUDIENCE, ISSUER, SigningKey, claims, jwks
 from tests.identity.test_verifier import KeyDocument, make_verifier
 from ztgate.config.model import IdentityConfig, IssuerConfig
-from ztgate.errors import AuthenticationFailed
+from ztgate.core.errors import AuthenticationFailed
 from ztgate.identity.keys import IssuerKeys
 from ztgate.identity.verifier import TokenVerifier
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.identity.keyring import AUDIENCE, ISSUER, SigningKey, claims, jwks
 from ztgate.config.model import IdentityConfig, IssuerConfig
-from ztgate.errors import AuthenticationFailed, ServiceUnavailable
+from ztgate.core.errors import AuthenticationFailed, ServiceUnavailable
 from ztgate.identity.keys import IssuerKeys, KeyFetchError
 from ztgate.identity.verifier import TokenVerifier
 

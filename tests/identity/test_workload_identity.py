@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from ztgate.config.model import IdentityConfig
+from ztgate.core.errors import AuthenticationFailed
 from ztgate.devtools.issuer import DevIssuer
-from ztgate.errors import AuthenticationFailed
 from ztgate.identity.verifier import TokenVerifier
 
 

@@ -19,6 +19,7 @@ import pytest
 from stdnum import iban as stdnum_iban
 from stdnum.iso7064 import mod_11_10
 
+from ztgate.core.findings import Finding
 from ztgate.inspection import validators as v
 from ztgate.inspection.detectors import (
     HYPERSCAN_AVAILABLE,
@@ -27,7 +28,7 @@ from ztgate.inspection.detectors import (
     check_pattern,
     python_flags,
 )
-from ztgate.inspection.scanner import Finding, Scanner
+from ztgate.inspection.scanner import Scanner
 
 BACKENDS = ["hyperscan", "re"] if HYPERSCAN_AVAILABLE else ["re"]
 B62 = string.ascii_letters + string.digits

@@ -7,12 +7,13 @@ from typing import Any
 import pytest
 
 from tests.inspection.test_masking import ANTHROPIC, EMAIL, full_scanner
-from ztgate.context import Body, Endpoint, RequestContext, Route
+from ztgate.core.context import Body, Endpoint, RequestContext, Route
+from ztgate.core.decision import Decision, Effect
+from ztgate.core.findings import Finding
+from ztgate.core.maskplan import MaskPlan
 from ztgate.inspection.detectors import catalogue
 from ztgate.inspection.inspector import InspectionFailed, RequestBlocked, ScanningInspector
-from ztgate.inspection.masking import MaskPlan
-from ztgate.inspection.scanner import Finding, Scanner
-from ztgate.policy.decision import Decision, Effect
+from ztgate.inspection.scanner import Scanner
 from ztgate.wire.fields import body_text
 
 

@@ -9,10 +9,12 @@ from functools import cache
 
 import pytest
 
+from ztgate.core.findings import Finding
+from ztgate.core.maskplan import MaskPlan
 from ztgate.inspection.detectors import catalogue, custom_detectors
-from ztgate.inspection.masking import MaskPlan, keyed_hash, mask_text
+from ztgate.inspection.masking import keyed_hash, mask_text
 from ztgate.inspection.pseudonyms import PseudonymVault
-from ztgate.inspection.scanner import Finding, Scanner
+from ztgate.inspection.scanner import Scanner
 
 KEY = b"test-hash-key"
 _B64URL = string.ascii_letters + string.digits + "-_"

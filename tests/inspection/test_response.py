@@ -9,11 +9,12 @@ from hypothesis import strategies as st
 
 from tests.inspection.test_masking import ANTHROPIC, EMAIL, KEY, full_scanner
 from tests.inspection.test_streaming import chunkings
-from ztgate.context import RequestContext, StreamEnd
-from ztgate.inspection.masking import MaskPlan, mask_text
+from ztgate.core.context import RequestContext, StreamEnd
+from ztgate.core.maskplan import MaskPlan
+from ztgate.core.sse import SSEEvent, SSESplitter, parse_event
+from ztgate.inspection.masking import mask_text
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.response import ResponseProtector, ResponseWithheld
-from ztgate.sse import SSEEvent, SSESplitter, parse_event
 
 PLAN = MaskPlan({"payment_card": "block"}, {"secret": "redact"})
 
@@ -58,7 +59,7 @@ def text_stream(chunks: list[str], kind: str = "text") -> list[SSEEvent]:
 
 def run(filter_: ResponseProtector, events: list[SSEEvent]) -> tuple[str, list[SSEEvent]]:
     """What the caller gets: the joined deltas, and every event it receives."""
-    wire = b"".join(filter_.event(e) for e in events)
+    wire = b"".join(frame for e in events for frame in filter_.event(e))
     out = SSESplitter(1 << 20).feed(wire)
     joined = ""
     for e in out:
@@ -114,7 +115,7 @@ def test_thinking_and_other_events_pass_byte_for_byte() -> None:
         event("ping", {"type": "ping"}),
     ]
     filter_ = protector(context())
-    assert [filter_.event(e) for e in thinking] == [e.raw for e in thinking]
+    assert [filter_.event(e) for e in thinking] == [[e.raw] for e in thinking]
 
 
 def test_a_blocked_finding_withholds_the_rest_of_the_stream() -> None:
@@ -125,7 +126,7 @@ def test_a_blocked_finding_withholds_the_rest_of_the_stream() -> None:
 
     def relay() -> None:
         for e in events:
-            sent.append(filter_.event(e))
+            sent.extend(filter_.event(e))
 
     with pytest.raises(ResponseWithheld, match="payment_card"):
         relay()
@@ -256,7 +257,7 @@ def test_a_block_with_nothing_to_mask_is_relayed_byte_for_byte() -> None:
             "content_block": {"type": "container_upload", "file_id": "f"},
         },
     )
-    assert protector(context()).event(start) == start.raw
+    assert protector(context()).event(start) == [start.raw]
 
 
 def test_an_identifier_carrying_a_masked_value_withholds_the_response() -> None:

@@ -26,6 +26,7 @@ from tests.inspection.test_detectors import (
     pem,
     rand,
 )
+from ztgate.core.findings import Finding
 from ztgate.inspection.detectors import (
     HYPERSCAN_AVAILABLE,
     Detector,
@@ -34,7 +35,7 @@ from ztgate.inspection.detectors import (
     custom_detectors,
     python_flags,
 )
-from ztgate.inspection.scanner import Finding, Scanner
+from ztgate.inspection.scanner import Scanner
 
 needs_hyperscan = pytest.mark.skipif(not HYPERSCAN_AVAILABLE, reason="no hyperscan wheel here")
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ztgate.context import Endpoint, RequestContext
-from ztgate.datapath.routes import match_route
-from ztgate.identity.principal import Identity
-from ztgate.policy.decision import Decision, Effect, LimitCheck
+from ztgate.core.context import Endpoint, RequestContext
+from ztgate.core.decision import Decision, Effect, LimitCheck, PolicyRequest
+from ztgate.core.identity import Identity
 from ztgate.policy.document import ENDPOINTS, PolicyDocument
 from ztgate.policy.engine import Policy
-from ztgate.policy.request import ENDPOINT_NAMES, PolicyRequest, from_context
+from ztgate.policy.request import ENDPOINT_NAMES, from_context
+from ztgate.wire.routes import match_route
 
 PRINCIPAL = "demo/alice"
 HAIKU = "claude-haiku-4-5-20251001"

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.policy.test_engine import batch, inner, policy, request
-from ztgate.inspection.scanner import Finding
+from ztgate.core.findings import Finding
 from ztgate.policy.loader import PolicyError, build_policy
 
 EMAIL = Finding("email", "pii", "EMAIL", 0, 1)

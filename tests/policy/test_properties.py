@@ -11,10 +11,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ztgate.policy.decision import Decision, Effect
+from ztgate.core.decision import Decision, Effect, PolicyRequest
 from ztgate.policy.document import ENDPOINTS, PolicyDocument
 from ztgate.policy.engine import CompiledRule, Policy
-from ztgate.policy.request import PolicyRequest
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -13,8 +13,8 @@ import pytest
 
 from tests.processes import GatewayProcesses, free_port
 from tests.stackrunner import RunningStack
-from ztgate.errors import RateLimited
-from ztgate.policy.decision import LimitCheck
+from ztgate.core.decision import LimitCheck
+from ztgate.core.errors import RateLimited
 from ztgate.policy.quotas import MemoryCounters, Quotas
 
 REDIS = shutil.which("redis-server")

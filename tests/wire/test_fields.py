@@ -8,14 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztgate.wire.fields import (
-    Kind,
-    NameClash,
-    NotRewritable,
-    TooDeep,
-    body_text,
-    safe_path,
-)
+from ztgate.core.texts import Kind, NameClash, NotRewritable
+from ztgate.wire.fields import TooDeep, body_text, safe_path
 
 BODY: dict[str, Any] = {
     "model": "claude-haiku-5-5",

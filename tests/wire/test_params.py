@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztgate.errors import InvalidRequest
+from ztgate.core.errors import InvalidRequest
 from ztgate.wire.params import check_batch, check_messages_request, check_request
 
 GOOD: dict[str, Any] = {

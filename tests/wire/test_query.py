@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztgate.errors import InvalidRequest
+from ztgate.core.errors import InvalidRequest
 from ztgate.wire.query import PARAMETERS, canonical_query
 
 

@@ -15,7 +15,8 @@ import anthropic.types as standard
 import anthropic.types.beta as beta
 import pytest
 
-from ztgate.wire.fields import Kind, body_text
+from ztgate.core.texts import Kind
+from ztgate.wire.fields import body_text
 
 # The only fields the walk may leave unread (docs/data-protection.md, "Where it looks").
 OPAQUE = {

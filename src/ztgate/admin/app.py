@@ -21,6 +21,7 @@ from ztgate.admin.routes import AdminRoute, match
 from ztgate.audit.reader import AuditReader
 from ztgate.audit.sealing import SealError
 from ztgate.audit.search import QueryError, build_query, parse_time
+from ztgate.audit.store.base import AuditStore, SessionQuery, StoredRecording
 from ztgate.audit.views import (
     purged_recording_document,
     recording_document,
@@ -28,8 +29,8 @@ from ztgate.audit.views import (
     verify_document,
 )
 from ztgate.config.model import AdminConfig, GatewayConfig
-from ztgate.context import new_request_id
-from ztgate.errors import (
+from ztgate.core.context import new_request_id
+from ztgate.core.errors import (
     GatewayError,
     InvalidRequest,
     NotFound,
@@ -37,11 +38,10 @@ from ztgate.errors import (
     ServiceUnavailable,
     error_body,
 )
+from ztgate.core.identity import Identity
+from ztgate.core.stages import Authenticator
+from ztgate.core.types import Receive, Scope, Send
 from ztgate.identity.credentials import extract_credential
-from ztgate.identity.principal import Identity
-from ztgate.stages import Authenticator
-from ztgate.storage.base import AuditStore, SessionQuery, StoredRecording
-from ztgate.types import Receive, Scope, Send
 
 log = logging.getLogger("ztgate.admin")
 

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import orjson
 
-from ztgate.context import RequestContext
+from ztgate.core.context import RequestContext
 
 _LOGGER = "ztgate.access"
 

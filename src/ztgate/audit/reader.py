@@ -25,9 +25,9 @@ from ztgate.audit.signing import (
     public_key_pem,
     sqlite_key_path,
 )
+from ztgate.audit.store.base import AuditStore, SessionQuery, SessionSummary, StoredRecording
 from ztgate.audit.views import checkpoint_document, request_document
 from ztgate.config.model import GatewayConfig
-from ztgate.storage.base import AuditStore, SessionQuery, SessionSummary, StoredRecording
 
 CHECKPOINTS_FORMAT = "ztgate-audit-checkpoints/1"
 

@@ -13,9 +13,8 @@ from typing import Any
 import orjson
 
 from ztgate.audit.events import AuditEvent
-from ztgate.context import RequestContext
-from ztgate.policy.request import skill_id
-from ztgate.policy.simulate import policy_input_json
+from ztgate.core.context import RequestContext
+from ztgate.core.decision import policy_input_json, skill_id
 
 _SESSION_HEADERS = (b"x-claude-code-session-id", b"ztgate-session-id")
 _MAX_SESSION_ID = 128

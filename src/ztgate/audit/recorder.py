@@ -17,10 +17,10 @@ from ztgate.audit.capture import ResponseCapture
 from ztgate.audit.record import outcome_event, request_event, session_id
 from ztgate.audit.recording import Recording
 from ztgate.audit.sealing import Sealer, store_recording
+from ztgate.audit.store.base import StoreUnavailable
 from ztgate.audit.writer import AuditWriter
 from ztgate.config.model import RecordingsConfig
-from ztgate.context import RequestContext
-from ztgate.storage.base import StoreUnavailable
+from ztgate.core.context import RequestContext
 
 log = logging.getLogger("ztgate.audit")
 
@@ -79,7 +79,7 @@ class AuditRecorder:
         try:
             # An outcome nobody waits on joins the next transaction (at most 50 ms later).
             await self._writer.write(events, within=OUTCOME_DELAY if ctx.audited else 0.0)
-            if ctx.capture is not None:
+            if isinstance(ctx.capture, ResponseCapture):
                 await self._writer.put_recording(
                     store_recording(
                         self._recording(ctx, ctx.capture),

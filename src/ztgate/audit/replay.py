@@ -16,7 +16,7 @@ import orjson
 
 from ztgate.audit.recording import Recording
 from ztgate.audit.views import iso_time
-from ztgate.sse import parse_event
+from ztgate.core.sse import parse_event
 
 Style = Literal["header", "request", "answer", "thinking", "tool", "meta", "error"]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import orjson
 
 from ztgate.audit.recording import Recording
-from ztgate.errors import error_body, error_event
-from ztgate.types import Headers, Message, Receive, Scope, Send
+from ztgate.core.errors import error_body, error_event
+from ztgate.core.types import Headers, Message, Receive, Scope, Send
 
 Sleep = Callable[[float], Awaitable[None]]
 

@@ -20,8 +20,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ztgate.audit.recording import Recording
+from ztgate.audit.store.base import StoredRecording
 from ztgate.config.model import RecordingsConfig
-from ztgate.storage.base import StoredRecording
 
 _MAGIC = b"ZTS1"
 _KEY_ID_BYTES = 8

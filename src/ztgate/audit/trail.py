@@ -19,11 +19,11 @@ from ztgate.audit.chain import VerifyReport, verify_chain_async
 from ztgate.audit.events import AuditEvent, EventKind
 from ztgate.audit.recorder import AuditRecorder
 from ztgate.audit.sealing import sealer_from_config
+from ztgate.audit.store.base import AuditStore, StoreUnavailable
+from ztgate.audit.store.common import redact_url
+from ztgate.audit.store.factory import open_store
 from ztgate.audit.writer import AuditWriter
 from ztgate.config.model import GatewayConfig
-from ztgate.storage.base import AuditStore, StoreUnavailable
-from ztgate.storage.common import redact_url
-from ztgate.storage.factory import open_store
 
 log = logging.getLogger("ztgate.audit")
 

@@ -17,7 +17,7 @@ import orjson
 from ztgate.audit.chain import VerifyReport, checkpoint_to_json
 from ztgate.audit.events import Checkpoint, StoredEvent
 from ztgate.audit.recording import Recording
-from ztgate.storage.base import SessionSummary, StoredRecording
+from ztgate.audit.store.base import SessionSummary, StoredRecording
 
 
 def iso_time(at: float) -> str:

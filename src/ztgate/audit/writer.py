@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ztgate.audit.chain import sign_checkpoint
 from ztgate.audit.events import AuditEvent, Checkpoint, StoredEvent
 from ztgate.audit.signing import SigningKey, load_signing_key
+from ztgate.audit.store.base import AuditStore, StoredRecording, StoreUnavailable
 from ztgate.config.model import GatewayConfig
-from ztgate.storage.base import AuditStore, StoredRecording, StoreUnavailable
 
 log = logging.getLogger("ztgate.audit")
 

@@ -21,10 +21,10 @@ from ztgate.audit.events import Checkpoint
 from ztgate.audit.reader import CHECKPOINTS_FORMAT, AuditReader, public_keys_document
 from ztgate.audit.search import DECISIONS, KINDS, QueryError, build_query, parse_time
 from ztgate.audit.signing import SigningKey, key_id, load_public_key, load_signing_key
+from ztgate.audit.store.base import AuditStore
 from ztgate.audit.views import event_document, iso_time, verify_document
 from ztgate.cli.store import CONFIG_OPTION, WRONG, config_or_exit, fail, with_reader
 from ztgate.config import ConfigError
-from ztgate.storage.base import AuditStore
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 _TIME_HELP = "a look-back (7d, 12h, 30m) or an ISO 8601 date or time (UTC unless it says)"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import click
 
-from ztgate.logs import configure_logging
+from ztgate.datapath.logs import configure_logging
 
 DEMO_STORE = Path(".ztgate/demo.db")
 DEMO_CONFIG = Path(".ztgate/demo.yaml")

@@ -18,8 +18,8 @@ from ztgate.cli.store import store
 from ztgate.cli.token import token
 from ztgate.config import ConfigError, GatewayConfig, load_config
 from ztgate.datapath.app import CONFIG_ENV
+from ztgate.datapath.logs import configure_logging
 from ztgate.inspection.inspector import configured_detectors
-from ztgate.logs import configure_logging
 from ztgate.policy.loader import PolicyError
 from ztgate.policy.source import PolicySource
 

@@ -19,9 +19,11 @@ import click
 import yaml
 
 from ztgate.audit.search import QueryError, parse_time
+from ztgate.audit.store.base import AuditStore
 from ztgate.audit.views import iso_time
 from ztgate.cli.store import CONFIG_OPTION, config_or_exit, with_store
 from ztgate.config import ConfigError, GatewayConfig, IssuerConfig, load_config
+from ztgate.core.decision import PolicyRequest
 from ztgate.inspection.inspector import configured_detectors
 from ztgate.policy.cases import (
     CaseError,
@@ -39,9 +41,7 @@ from ztgate.policy.cases import (
 )
 from ztgate.policy.engine import Policy
 from ztgate.policy.loader import PolicyError, build_policy, load_policy_file
-from ztgate.policy.request import PolicyRequest
 from ztgate.policy.simulate import Simulation, decide_again
-from ztgate.storage.base import AuditStore
 
 # Exit codes: 0 as expected, 1 the policy or a case is wrong, 2 the command could not run.
 _WRONG = 1

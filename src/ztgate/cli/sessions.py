@@ -21,9 +21,9 @@ from ztgate.audit.recording import Recording
 from ztgate.audit.replay import Step, paced, session_script
 from ztgate.audit.replay_server import ReplayBook, ReplayUpstream
 from ztgate.audit.search import MAX_LIMIT, QueryError, parse_time
+from ztgate.audit.store.base import SessionQuery, SessionSummary, StoredRecording
 from ztgate.audit.views import session_document
 from ztgate.cli.store import CONFIG_OPTION, config_or_exit, fail, with_reader
-from ztgate.storage.base import SessionQuery, SessionSummary, StoredRecording
 
 _STYLES: dict[str, dict[str, Any]] = {
     "header": {"fg": "cyan", "bold": True},

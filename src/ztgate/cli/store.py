@@ -18,10 +18,10 @@ import click
 
 from ztgate.audit.reader import AuditReader
 from ztgate.audit.sealing import SealError
+from ztgate.audit.store.base import AuditStore, StoreUnavailable
+from ztgate.audit.store.factory import SQLITE_PREFIX, open_store, sqlite_path
 from ztgate.config import ConfigError, GatewayConfig, load_config
 from ztgate.datapath.app import CONFIG_ENV
-from ztgate.storage.base import AuditStore, StoreUnavailable
-from ztgate.storage.factory import SQLITE_PREFIX, open_store, sqlite_path
 
 T = TypeVar("T")
 

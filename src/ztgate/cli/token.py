@@ -10,7 +10,7 @@ from typing import NoReturn
 
 import click
 
-from ztgate.identity.token_sources import (
+from ztgate.cli.token_sources import (
     DEFAULT_GITHUB_AUDIENCE,
     DEFAULT_KUBERNETES_TOKEN_PATH,
     CacheableSource,

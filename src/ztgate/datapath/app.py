@@ -16,23 +16,23 @@ import orjson
 
 from ztgate.admin.app import AdminApp
 from ztgate.audit.access_log import AccessLog
+from ztgate.audit.store.base import AuditStore
 from ztgate.audit.trail import AuditTrail
 from ztgate.config import GatewayConfig, load_config
-from ztgate.context import RequestContext, new_request_id
+from ztgate.core.context import RequestContext, new_request_id
+from ztgate.core.errors import NotFound
+from ztgate.core.types import Message, Receive, Scope, Send
 from ztgate.datapath.containers import ContainerOwners
+from ztgate.datapath.logs import configure_logging
 from ztgate.datapath.pipeline import Pipeline, Stages
 from ztgate.datapath.responses import Responder
 from ztgate.datapath.upstream import UpstreamClient
-from ztgate.errors import NotFound
 from ztgate.identity.verifier import TokenVerifier
 from ztgate.inspection.inspector import configured_detectors, inspector_from_config
-from ztgate.logs import configure_logging
 from ztgate.policy.decider import PolicyDecider
 from ztgate.policy.quotas import Quotas, quotas_from_url
 from ztgate.policy.source import PolicySource
 from ztgate.review.unavailable import ReviewUnavailable
-from ztgate.storage.base import AuditStore
-from ztgate.types import Message, Receive, Scope, Send
 
 log = logging.getLogger("ztgate")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from ztgate.errors import GatewayError, InvalidRequest, RequestTooLarge
-from ztgate.types import Headers, Message, Receive
+from ztgate.core.errors import GatewayError, InvalidRequest, RequestTooLarge
+from ztgate.core.types import Headers, Message, Receive
 
 # The key ztgate's HTTP protocol sets on the ``http.disconnect`` it gives an application when
 # a request body stopped arriving in time (``server.body_timeout``): the caller is still there.

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ztgate.errors import PermissionDenied
+from ztgate.core.errors import PermissionDenied
 
 _DEFAULT_TTL = 30 * 86400  # containers expire upstream well before this
 

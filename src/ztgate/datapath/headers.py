@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
-from ztgate.context import RequestContext
-from ztgate.errors import InvalidRequest
-from ztgate.types import Headers
+from ztgate.core.context import RequestContext
+from ztgate.core.errors import InvalidRequest
+from ztgate.core.types import Headers
 
 HOP_BY_HOP = frozenset(
     {

@@ -22,7 +22,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ztgate.config.model import ServerConfig
-from ztgate.context import Body, Endpoint, RequestContext, StreamEnd
+from ztgate.core.context import Body, Endpoint, RequestContext, StreamEnd
+from ztgate.core.decision import Effect
+from ztgate.core.errors import (
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    UpstreamUnavailable,
+)
+from ztgate.core.stages import Authenticator, Decider, Inspector, Recorder, Reviewer
+from ztgate.core.types import Headers, Receive, Send
 from ztgate.datapath.body import (
     BodyStream,
     ClientDisconnected,
@@ -34,24 +44,14 @@ from ztgate.datapath.containers import ContainerOwners
 from ztgate.datapath.headers import refuse_echoed_credential, upstream_request_headers
 from ztgate.datapath.relay import relay_json, relay_raw, relay_stream
 from ztgate.datapath.responses import Responder
-from ztgate.datapath.routes import match_route
 from ztgate.datapath.upstream import UpstreamClient
-from ztgate.errors import (
-    GatewayError,
-    InvalidRequest,
-    NotFound,
-    PermissionDenied,
-    UpstreamUnavailable,
-)
 from ztgate.identity.credentials import extract_credential
-from ztgate.policy.decision import Effect
 from ztgate.policy.quotas import Admission, Quotas
-from ztgate.stages import Authenticator, Decider, Inspector, Recorder, Reviewer
-from ztgate.types import Headers, Receive, Send
 from ztgate.wire.document import MalformedBody, encode, parse_object
 from ztgate.wire.fields import TooDeep, body_text
 from ztgate.wire.params import check_request
 from ztgate.wire.query import canonical_query
+from ztgate.wire.routes import match_route
 
 log = logging.getLogger("ztgate.datapath")
 
@@ -162,7 +162,8 @@ class Pipeline:
         assert ctx.identity is not None
         for params in _message_bodies(ctx):
             self._stages.containers.check(params, ctx.identity.principal)
-        ctx.decision = decision = self._stages.decider.decide(ctx)
+        decision, ctx.policy_input = self._stages.decider.decide(ctx)
+        ctx.decision = decision
         if decision.effect is Effect.DENY:
             rule = f" (rule {decision.rule_ids[0]})" if decision.rule_ids else ""
             raise PermissionDenied(f"denied by policy{rule}: {decision.reason}")

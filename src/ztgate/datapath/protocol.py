@@ -45,10 +45,10 @@ from urllib.parse import unquote
 import httptools
 
 from ztgate.config.model import ServerConfig
-from ztgate.context import new_request_id
+from ztgate.core.context import new_request_id
+from ztgate.core.errors import error_body
+from ztgate.core.types import ASGIApp, Message
 from ztgate.datapath.body import TIMED_OUT
-from ztgate.errors import error_body
-from ztgate.types import ASGIApp, Message
 
 log = logging.getLogger("ztgate.http")
 

@@ -9,14 +9,14 @@
 
 from __future__ import annotations
 
-from ztgate.context import Endpoint, RequestContext, StreamEnd
+from ztgate.core.context import Endpoint, RequestContext, StreamEnd
+from ztgate.core.errors import UpstreamUnavailable, error_event
+from ztgate.core.sse import SSESplitter
+from ztgate.core.stages import ResponseFilter
 from ztgate.datapath.batches import rewrite_results_urls
 from ztgate.datapath.headers import caller_response_headers
 from ztgate.datapath.http1 import UpstreamBroken, UpstreamResponse
 from ztgate.datapath.responses import Responder
-from ztgate.errors import UpstreamUnavailable, error_event
-from ztgate.sse import SSESplitter
-from ztgate.stages import ResponseFilter
 
 _MAX_EVENT_BYTES = 16 * 1024 * 1024
 _STREAM_FAILURES = {
@@ -37,14 +37,13 @@ async def relay_stream(
     last_event = ""
     try:
         async for chunk in response.iter_chunks():
-            out = []
+            frames: list[bytes] = []
             for event in splitter.feed(chunk):
                 last_event = event.event
                 ctx.facts.read_event(event)
-                out.append(response_filter.event(event))
-            data = b"".join(out)
-            if data:
-                await responder.body(data)
+                frames.extend(response_filter.event(event))
+            if frames:
+                await responder.events(frames)
         if last_event == "message_stop" and not splitter.pending:
             ctx.stream_end = StreamEnd.COMPLETE
         elif last_event == "error":
@@ -57,7 +56,7 @@ async def relay_stream(
         ctx.stream_end = StreamEnd.UPSTREAM_BROKEN
     failure = _STREAM_FAILURES.get(ctx.stream_end)
     if failure is not None:
-        await responder.body(error_event(*failure, ctx.request_id))
+        await responder.events([error_event(*failure, ctx.request_id)])
     await responder.body(b"", more=False)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ztgate.context import RequestContext
-from ztgate.errors import GatewayError, error_body, error_event
-from ztgate.types import Headers, Send
+from ztgate.core.context import RequestContext
+from ztgate.core.errors import GatewayError, error_body, error_event
+from ztgate.core.types import Headers, Send
 
 _JSON = (b"content-type", b"application/json")
 
@@ -34,6 +34,14 @@ class Responder:
             self.finished = True
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
+    async def events(self, frames: list[bytes]) -> None:
+        """Whole SSE events of a stream: sent together, recorded one by one."""
+        data = b"".join(frames)
+        self._ctx.bytes_out += len(data)
+        if self._ctx.capture is not None:
+            self._ctx.capture.feed_events(frames)
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
     async def whole(self, status: int, headers: Headers, data: bytes) -> None:
         headers.append((b"content-length", str(len(data)).encode()))
         await self.start(status, headers)
@@ -44,7 +52,7 @@ class Responder:
         self._ctx.error_type = exc.error_type
         if self.started:
             if not self.finished:
-                await self.body(error_event(exc.error_type, exc.message, self._ctx.request_id))
+                await self.events([error_event(exc.error_type, exc.message, self._ctx.request_id)])
                 await self.body(b"", more=False)
             return
         headers = [_JSON, (b"request-id", self._ctx.request_id.encode()), *exc.headers()]

@@ -9,7 +9,7 @@ no key contains). JSON may spell ``/`` as ``\\/``; that spelling is removed too.
 
 from __future__ import annotations
 
-from ztgate.types import Headers
+from ztgate.core.types import Headers
 
 REMOVED = b"[upstream key removed]"
 

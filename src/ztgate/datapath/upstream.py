@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterable
 
 from ztgate.config.model import UpstreamConfig
+from ztgate.core.errors import UpstreamTimeout, UpstreamUnavailable
+from ztgate.core.types import Headers
 from ztgate.datapath.http1 import (
     ConnectionPool,
     UpstreamBroken,
@@ -12,8 +14,6 @@ from ztgate.datapath.http1 import (
     UpstreamResponse,
 )
 from ztgate.datapath.scrub import KeyScrubber
-from ztgate.errors import UpstreamTimeout, UpstreamUnavailable
-from ztgate.types import Headers
 
 
 class UpstreamClient:

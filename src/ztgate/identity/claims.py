@@ -9,58 +9,21 @@ matches when any element does.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
 from ztgate.config.model import ClaimPattern, IssuerConfig
-from ztgate.errors import AuthenticationFailed
+from ztgate.core.errors import AuthenticationFailed
+from ztgate.core.identity import claim_at, strings_of
 
 _SEPARATORS = re.compile(r"[\s,]+")
-_MISSING = object()
-
-
-def claim_at(claims: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path, or None."""
-    value = _lookup(claims, path.split("."))
-    return None if value is _MISSING else value
-
-
-def _lookup(node: Any, parts: Sequence[str]) -> Any:
-    if not parts:
-        return node
-    if not isinstance(node, Mapping):
-        return _MISSING
-    for end in range(len(parts), 0, -1):
-        key = ".".join(parts[:end])
-        if key in node:
-            found = _lookup(node[key], parts[end:])
-            if found is not _MISSING:
-                return found
-    return _MISSING
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, bool):
-        return ["true" if value else "false"]
-    if isinstance(value, str | int | float):
-        return [str(value)]
-    if isinstance(value, list):
-        return [s for item in value if not isinstance(item, list | dict) for s in _strings(item)]
-    return []
-
-
-def claim_strings(claims: Mapping[str, Any], path: str) -> list[str]:
-    """The claim at a dotted path as the strings patterns are matched against."""
-    if "." not in path:  # the common case, on the policy hot path
-        return _strings(claims.get(path))
-    return _strings(claim_at(claims, path))
 
 
 def matches(value: Any, pattern: ClaimPattern) -> bool:
     patterns = [pattern] if isinstance(pattern, str) else pattern
-    return any(fnmatchcase(v, p) for v in _strings(value) for p in patterns)
+    return any(fnmatchcase(v, p) for v in strings_of(value) for p in patterns)
 
 
 def _all_match(claims: Mapping[str, Any], rule: Mapping[str, ClaimPattern]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ztgate.errors import AuthenticationFailed
+from ztgate.core.errors import AuthenticationFailed
 
 MISSING_CREDENTIAL = (
     "no credential: send a token from a trusted issuer as 'Authorization: Bearer <token>' "

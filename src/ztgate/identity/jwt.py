@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ztgate.errors import AuthenticationFailed
+from ztgate.core.errors import AuthenticationFailed
 
 _B64URL = re.compile(rb"[A-Za-z0-9_-]*")
 _KID = re.compile(r"[\x21-\x7e]{1,256}")

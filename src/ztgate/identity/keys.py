@@ -23,7 +23,7 @@ from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import InvalidKeyError
 
 from ztgate.config.model import IssuerConfig, is_loopback_host
-from ztgate.errors import AuthenticationFailed, ServiceUnavailable
+from ztgate.core.errors import AuthenticationFailed, ServiceUnavailable
 
 log = logging.getLogger("ztgate.identity")
 

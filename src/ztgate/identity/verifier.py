@@ -12,11 +12,11 @@ from typing import Any
 import aiohttp
 
 from ztgate.config.model import IdentityConfig, IssuerConfig
-from ztgate.errors import AuthenticationFailed, ServiceUnavailable
+from ztgate.core.errors import AuthenticationFailed, ServiceUnavailable
+from ztgate.core.identity import Identity
 from ztgate.identity.claims import IssuerRules, scopes
 from ztgate.identity.jwt import ClaimRules, check_claims, parse_token
 from ztgate.identity.keys import IssuerKeys, http_fetcher
-from ztgate.identity.principal import Identity
 
 
 @dataclass(frozen=True, slots=True)

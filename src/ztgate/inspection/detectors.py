@@ -19,11 +19,10 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
+from ztgate.core.findings import Category
 from ztgate.inspection import validators as v
-
-Category = Literal["pii", "secret", "custom"]
 
 MAX_LENGTH_LIMIT = 1024
 """The longest match any detector but the private-key block may have (custom ones included)."""

@@ -14,18 +14,21 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from ztgate.config.model import InspectionConfig
-from ztgate.context import Endpoint, FindingRecord, RequestContext
-from ztgate.errors import GatewayError, InvalidRequest, RequestTooLarge
+from ztgate.core.context import Endpoint, RequestContext
+from ztgate.core.errors import GatewayError, InvalidRequest, RequestTooLarge
+from ztgate.core.findings import Finding, FindingRecord
+from ztgate.core.maskplan import Action, MaskPlan
+from ztgate.core.stages import Inspector, ResponseFilter
+from ztgate.core.texts import Kind, NameClash, TextField
 from ztgate.inspection.detectors import Detector, catalogue, custom_detectors
-from ztgate.inspection.masking import Action, MaskPlan, MaskResult, count_masked, mask_text
+from ztgate.inspection.masking import MaskResult, count_masked, mask_text
 from ztgate.inspection.passthrough import PassThroughInspector
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.response import ResponseProtector
-from ztgate.inspection.scanner import Finding, Scanner
+from ztgate.inspection.scanner import Scanner
 from ztgate.inspection.state import InspectionState
 from ztgate.inspection.streaming import DEFAULT_HOLDBACK, stream_bounds
-from ztgate.stages import Inspector, ResponseFilter
-from ztgate.wire.fields import Kind, NameClash, TextField, safe_path
+from ztgate.wire.fields import safe_path
 
 log = logging.getLogger("ztgate.inspection")
 
@@ -144,7 +147,7 @@ class ScanningInspector(PassThroughInspector):
     def protect_request(self, ctx: RequestContext) -> None:
         plan = ctx.decision.mask if ctx.decision is not None else None
         state = ctx.inspection
-        if plan is None or state is None or not ctx.findings:
+        if plan is None or not isinstance(state, InspectionState) or not ctx.findings:
             return
         if ctx.route is not None and ctx.route.endpoint is Endpoint.BATCHES:
             plan = plan.substituting(_IN_BATCHES)
@@ -206,7 +209,7 @@ class ScanningInspector(PassThroughInspector):
 
     def response_filter(self, ctx: RequestContext) -> ResponseFilter:
         plan = ctx.decision.mask if ctx.decision is not None else None
-        state = ctx.inspection
+        state = ctx.inspection if isinstance(ctx.inspection, InspectionState) else None
         if plan is None or ctx.route is None or ctx.route.endpoint is not Endpoint.MESSAGES:
             return super().response_filter(ctx)
         return ResponseProtector(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ztgate.context import RequestContext
-from ztgate.sse import SSEEvent
-from ztgate.stages import ResponseFilter
+from ztgate.core.context import RequestContext
+from ztgate.core.sse import SSEEvent
+from ztgate.core.stages import ResponseFilter
 
 
 class _Unchanged:
-    def event(self, event: SSEEvent) -> bytes:
-        return event.raw
+    def event(self, event: SSEEvent) -> list[bytes]:
+        return [event.raw]
 
     def body(self, body: bytes) -> bytes:
         return body

@@ -28,19 +28,22 @@ from typing import Any, TypeVar
 
 import orjson
 
-from ztgate.context import RequestContext, StreamEnd
-from ztgate.errors import GatewayError
-from ztgate.inspection.masking import AppliedFinding, MaskPlan, count_masked, mask_text
+from ztgate.core.context import RequestContext, StreamEnd
+from ztgate.core.errors import GatewayError
+from ztgate.core.maskplan import MaskPlan
+from ztgate.core.sse import SSEEvent
+from ztgate.core.texts import Kind
+from ztgate.inspection.masking import AppliedFinding, count_masked, mask_text
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.scanner import Scanner
 from ztgate.inspection.streaming import StreamMasker, StreamRestorer
-from ztgate.sse import SSEEvent
-from ztgate.wire.fields import SIGNED_BLOCKS, Kind, block_text
+from ztgate.wire.fields import SIGNED_BLOCKS, block_text
 
 log = logging.getLogger("ztgate.inspection")
 
 _TOOL_BLOCKS = ("tool_use", "server_tool_use", "mcp_tool_use")
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 class ResponseWithheld(GatewayError):
@@ -154,38 +157,35 @@ class ResponseProtector:
 
     # --- streams -----------------------------------------------------------------------------
 
-    def event(self, event: SSEEvent) -> bytes:
+    def event(self, event: SSEEvent) -> list[bytes]:
         if event.event not in ("content_block_start", "content_block_delta", "content_block_stop"):
-            return event.raw
+            return [event.raw]
         return self._guarded(self._event, event)
 
-    def _event(self, event: SSEEvent) -> bytes:
+    def _event(self, event: SSEEvent) -> list[bytes]:
         data = orjson.loads(event.data)
         index = data.get("index")
         if event.event == "content_block_delta":
             block = self._blocks.get(index)
             delta = data.get("delta") or {}
             if isinstance(delta, dict) and delta.get("type") == "citations_delta":
-                return (
-                    _event_bytes(event.event, data)
-                    if self._whole(delta, f"content.{index}")
-                    else event.raw
-                )
+                changed = self._whole(delta, f"content.{index}")
+                return [_event_bytes(event.event, data) if changed else event.raw]
             if block is None or not isinstance(delta.get(block.key), str):
-                return event.raw
+                return [event.raw]
             out = block.feed(delta[block.key])
             self._check(block, index)
-            return _delta_event(index, block.key, out) if out else b""
+            return [_delta_event(index, block.key, out)] if out else []
         if event.event == "content_block_start":
             return self._start(event, data, index)
         block = self._blocks.pop(index, None)
         if block is None:
-            return event.raw
+            return [event.raw]
         rest = block.flush()
         self._check(block, index)
-        return (_delta_event(index, block.key, rest) if rest else b"") + event.raw
+        return [_delta_event(index, block.key, rest), event.raw] if rest else [event.raw]
 
-    def _start(self, event: SSEEvent, data: dict[str, Any], index: int) -> bytes:
+    def _start(self, event: SSEEvent, data: dict[str, Any], index: int) -> list[bytes]:
         content = data.get("content_block") or {}
         kind = content.get("type")
         if kind == "text":
@@ -193,9 +193,9 @@ class ResponseProtector:
         elif kind in _TOOL_BLOCKS:
             key, encode = "partial_json", _json_string
         elif self._whole(content, f"content.{index}"):
-            return _event_bytes(event.event, data)  # a tool's result arrives whole
+            return [_event_bytes(event.event, data)]  # a tool's result arrives whole
         else:
-            return event.raw  # signed blocks, and whole blocks with nothing to mask
+            return [event.raw]  # signed blocks, and whole blocks with nothing to mask
         block = _Block(
             key,
             StreamMasker(
@@ -209,8 +209,8 @@ class ResponseProtector:
             first = block.feed(content["text"])
             content["text"] = ""
             start = _event_bytes(event.event, data)
-            return start + (_delta_event(index, key, first) if first else b"")
-        return event.raw
+            return [start, _delta_event(index, key, first)] if first else [start]
+        return [event.raw]
 
     def _check(self, block: _Block, index: int) -> None:
         self._tally(block.masker.take_applied(), block.masker.blocked, f"content.{index}")
@@ -228,7 +228,7 @@ class ResponseProtector:
                 + f" (found in {path})"
             )
 
-    def _guarded(self, work: Callable[[_T], bytes], item: _T) -> bytes:
+    def _guarded(self, work: Callable[[_T], _R], item: _T) -> _R:
         try:
             return work(item)
         except GatewayError:

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
+from ztgate.core.findings import Finding
 from ztgate.inspection.detectors import (
     HYPERSCAN_AVAILABLE,
-    Category,
     Detector,
     check_pattern,
     hyperscan_expression,
@@ -78,17 +78,6 @@ def _collect(pattern_id: int, _start: int, end: int, _flags: int, ends: Any) -> 
     """Hyperscan's match handler: a module-level function, so it can never be collected
     while Hyperscan holds it (a temporary callable there crashes the binding)."""
     ends[pattern_id].append(end)
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One validated match: which detector, and where, in character offsets."""
-
-    detector: str
-    category: Category
-    label: str
-    start: int
-    end: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ztgate.core.findings import Finding
+from ztgate.core.texts import TextField
 from ztgate.inspection.pseudonyms import PseudonymVault
-from ztgate.inspection.scanner import Finding
-from ztgate.wire.fields import TextField
 
 
 @dataclass(slots=True)

@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ztgate.core.findings import Finding
+from ztgate.core.maskplan import MaskPlan
 from ztgate.inspection.detectors import (
     STREAM_BREAKS,
     Detector,
@@ -39,9 +41,9 @@ from ztgate.inspection.detectors import (
     python_flags,
     spaced_prefix,
 )
-from ztgate.inspection.masking import AppliedFinding, MaskPlan, mask_range
+from ztgate.inspection.masking import AppliedFinding, mask_range
 from ztgate.inspection.pseudonyms import PseudonymVault
-from ztgate.inspection.scanner import Finding, Scanner
+from ztgate.inspection.scanner import Scanner
 
 DEFAULT_HOLDBACK = 128
 RELEASE_STEP = 64  # characters released at a time once a block's first text is out

@@ -25,17 +25,17 @@ from pydantic import (
 )
 
 from ztgate.config.model import IssuerConfig
-from ztgate.context import Body, RequestContext
-from ztgate.datapath.routes import match_route
-from ztgate.errors import AuthenticationFailed, InvalidRequest
-from ztgate.identity.claims import IssuerRules, claim_at, scopes
-from ztgate.identity.principal import Identity
-from ztgate.policy.decision import Decision, LimitCheck
+from ztgate.config.yamlfile import read_yaml
+from ztgate.core.context import Body, RequestContext
+from ztgate.core.decision import Decision, LimitCheck, PolicyRequest
+from ztgate.core.errors import AuthenticationFailed, InvalidRequest
+from ztgate.core.identity import Identity, claim_at
+from ztgate.identity.claims import IssuerRules, scopes
 from ztgate.policy.document import Conditions, PolicyDocument, Rule
 from ztgate.policy.engine import Policy
-from ztgate.policy.request import PolicyRequest, from_context
+from ztgate.policy.request import from_context
 from ztgate.wire.params import check_request
-from ztgate.yamlfile import read_yaml
+from ztgate.wire.routes import match_route
 
 _GRANTS = ("skills", "tools", "mcp_servers")
 _INDEXED = ("groups", "endpoints")  # enforced by the engine's index, not by a rule's tests

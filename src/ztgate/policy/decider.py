@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from ztgate.context import RequestContext
-from ztgate.policy.decision import Decision
+from collections.abc import Sequence
+
+from ztgate.core.context import RequestContext
+from ztgate.core.decision import Decision, PolicyRequest
 from ztgate.policy.request import from_context
 from ztgate.policy.source import PolicySource
 
@@ -12,6 +14,6 @@ class PolicyDecider:
     def __init__(self, source: PolicySource) -> None:
         self.source = source
 
-    def decide(self, ctx: RequestContext) -> Decision:
-        ctx.policy_input = requests = from_context(ctx)  # kept for the audit record
-        return self.source.current.decide(requests)
+    def decide(self, ctx: RequestContext) -> tuple[Decision, Sequence[PolicyRequest]]:
+        requests = from_context(ctx)
+        return self.source.current.decide(requests), requests

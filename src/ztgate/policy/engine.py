@@ -15,11 +15,10 @@ from fnmatch import translate
 from typing import Literal
 from urllib.parse import urlsplit
 
-from ztgate.identity.claims import claim_strings
-from ztgate.inspection.masking import MaskPlan
-from ztgate.policy.decision import Decision, Effect, LimitCheck
+from ztgate.core.decision import Decision, Effect, LimitCheck, PolicyRequest, skill_id
+from ztgate.core.identity import claim_strings
+from ztgate.core.maskplan import MaskPlan
 from ztgate.policy.document import ENDPOINTS, Conditions, Limits, Mask, PolicyDocument, Rule
-from ztgate.policy.request import PolicyRequest, skill_id
 
 _Test = Callable[[PolicyRequest], object]  # truthy when the rule condition holds
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ztgate.config.yamlfile import read_yaml
 from ztgate.policy.document import ENDPOINTS, Conditions, PolicyDocument, Rule
 from ztgate.policy.engine import Policy
-from ztgate.yamlfile import read_yaml
 
 _REQUEST_BODY_ENDPOINTS = {"messages", "count_tokens", "batches"}
 _BODY_TRIGGERS = (

@@ -19,8 +19,8 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ztgate.errors import RateLimited, ServiceUnavailable
-from ztgate.policy.decision import LimitCheck
+from ztgate.core.decision import LimitCheck
+from ztgate.core.errors import RateLimited, ServiceUnavailable
 
 _WINDOWS = {"minute": 60, "day": 86400}
 

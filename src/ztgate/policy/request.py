@@ -6,9 +6,10 @@ Nothing here does I/O; the converter reads the parsed body and headers already o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
-from ztgate.context import Endpoint, RequestContext
+from ztgate.core.context import Endpoint, RequestContext
+from ztgate.core.decision import PolicyRequest
 
 # The class of each endpoint as policy names it.
 ENDPOINT_NAMES = {
@@ -19,30 +20,6 @@ ENDPOINT_NAMES = {
     Endpoint.FILES: "files",
     Endpoint.SKILLS: "skills-admin",
 }
-
-
-class PolicyRequest(NamedTuple):
-    """One request (or one request inside a batch) as policy sees it. (A named tuple: one is
-    built per request, and tuples are the cheapest immutable records to build.)"""
-
-    principal: str
-    issuer: str
-    groups: frozenset[str]
-    scopes: frozenset[str]
-    claims: Mapping[str, Any]
-    endpoint: str
-    method: str
-    model: str | None = None
-    skills: tuple[str, ...] = ()
-    tools: tuple[str, ...] = ()
-    mcp_servers: tuple[str, ...] = ()
-    betas: tuple[str, ...] = ()
-    stream: bool = False
-    max_tokens: int | None = None
-    thinking_budget: int | None = None
-    request_bytes: int = 0
-    findings: frozenset[str] = frozenset()
-    label: str | None = None  # which request of a batch, for messages
 
 
 def from_context(ctx: RequestContext) -> list[PolicyRequest]:
@@ -124,11 +101,6 @@ def skills_of(body: Mapping[str, Any]) -> tuple[str, ...]:
             f"{kind}:{skill_id}@{version}" if isinstance(version, str) else f"{kind}:{skill_id}"
         )
     return tuple(refs)
-
-
-def skill_id(ref: str) -> str:
-    """The bare id of a skill reference (``anthropic:xlsx@latest`` -> ``xlsx``)."""
-    return ref.partition(":")[2].partition("@")[0] if ":" in ref else ref.partition("@")[0]
 
 
 def tools_of(body: Mapping[str, Any]) -> tuple[str, ...]:

@@ -17,33 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ztgate.audit.events import StoredEvent
+from ztgate.core.decision import SET_FIELDS, TUPLE_FIELDS, Decision, PolicyRequest
 from ztgate.policy.cases import unmet_conditions
-from ztgate.policy.decision import Decision
 from ztgate.policy.engine import Policy
-from ztgate.policy.request import PolicyRequest
 
-_SETS = ("groups", "scopes", "findings")
-_TUPLES = ("skills", "tools", "mcp_servers", "betas")
 _REQUIRED = ("principal", "issuer", "endpoint", "method")
 
 
 class PolicyInputError(ValueError):
     """A recorded ``policy_input`` cannot be turned back into policy requests."""
-
-
-def policy_input_json(requests: Sequence[PolicyRequest]) -> list[dict[str, Any]]:
-    """Policy requests as JSON objects for the audit (sets as sorted lists, tuples as lists):
-    the inverse of :func:`policy_requests`."""
-    documents = []
-    for req in requests:
-        document: dict[str, Any] = req._asdict()
-        for name in _SETS:
-            document[name] = sorted(document[name])
-        for name in _TUPLES:
-            document[name] = list(document[name])
-        document["claims"] = dict(req.claims)
-        documents.append(document)
-    return documents
 
 
 def policy_requests(data: object) -> list[PolicyRequest]:
@@ -64,11 +46,11 @@ def _policy_request(item: object, index: int) -> PolicyRequest:
         if not isinstance(item.get(name), str):
             raise PolicyInputError(f"{where}.{name} must be a string")
     values: dict[str, Any] = dict(item)
-    for name in (*_SETS, *_TUPLES):
+    for name in (*SET_FIELDS, *TUPLE_FIELDS):
         value = values.get(name, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise PolicyInputError(f"{where}.{name} must be a list of strings")
-        values[name] = frozenset(value) if name in _SETS else tuple(value)
+        values[name] = frozenset(value) if name in SET_FIELDS else tuple(value)
     if not isinstance(values.get("claims", {}), dict):
         raise PolicyInputError(f"{where}.claims must be an object")
     values.setdefault("claims", {})

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ztgate.context import RequestContext
-from ztgate.errors import PermissionDenied
-from ztgate.policy.decision import Effect
+from ztgate.core.context import RequestContext
+from ztgate.core.decision import Effect
+from ztgate.core.errors import PermissionDenied
 
 
 class ReviewUnavailable:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ztgate.errors import InvalidRequest
+from ztgate.core.errors import InvalidRequest
 
 MAX_INT = 2**31 - 1
 _MODEL = re.compile(r"[\x21-\x7e]{1,256}")

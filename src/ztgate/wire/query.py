@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, quote
 
-from ztgate.errors import InvalidRequest
+from ztgate.core.errors import InvalidRequest
 
 _ID = re.compile(r"[A-Za-z0-9_:.-]{1,256}")
 _CURSOR = re.compile(r"[A-Za-z0-9_:.=+/~-]{1,1024}")

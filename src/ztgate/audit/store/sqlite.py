@@ -19,14 +19,14 @@ from typing import Any, TypeVar
 
 from ztgate.audit.chain import chain_events
 from ztgate.audit.events import AuditEvent, AuditQuery, Checkpoint, StoredEvent
-from ztgate.storage.base import (
+from ztgate.audit.store.base import (
     PurgeReport,
     SessionQuery,
     SessionSummary,
     StoredRecording,
     StoreUnavailable,
 )
-from ztgate.storage.common import (
+from ztgate.audit.store.common import (
     CHECKPOINT_COLUMNS,
     EVENT_COLUMNS,
     PAGE,
@@ -39,7 +39,7 @@ from ztgate.storage.common import (
     recording_from_row,
     session_from_row,
 )
-from ztgate.storage.migrations import migrations
+from ztgate.audit.store.migrations import migrations
 
 T = TypeVar("T")
 

@@ -12,19 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.storage.backends import RawDatabase
+from tests.audit.store.backends import RawDatabase
 from ztgate.audit.chain import sign_checkpoint, verify_chain_async
 from ztgate.audit.events import AuditEvent, AuditQuery, StoredEvent
 from ztgate.audit.signing import SigningKey
-from ztgate.storage.base import (
-    AuditStore,
-    SessionQuery,
-    StoredRecording,
-    StoreUnavailable,
-)
-from ztgate.storage.factory import open_store
-from ztgate.storage.postgres import PostgresStore
-from ztgate.storage.sqlite import SQLiteStore
+from ztgate.audit.store.base import AuditStore, SessionQuery, StoredRecording, StoreUnavailable
+from ztgate.audit.store.factory import open_store
+from ztgate.audit.store.postgres import PostgresStore
+from ztgate.audit.store.sqlite import SQLiteStore
 
 KEY = SigningKey.generate()
 KEYS = {KEY.key_id: KEY.public_key()}
@@ -278,7 +273,7 @@ async def test_two_stores_appending_at_once_form_one_chain(
 APPENDER = """
 import asyncio, sys, time
 from ztgate.audit.events import AuditEvent
-from ztgate.storage.factory import open_store
+from ztgate.audit.store.factory import open_store
 
 async def main(url, name):
     store = open_store(url)

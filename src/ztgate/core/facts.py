@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from ztgate.sse import SSEEvent
+from ztgate.core.sse import SSEEvent
 
 
 @dataclass(slots=True)

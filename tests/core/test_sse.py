@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ztgate.sse import SSESplitter, parse_event
+from ztgate.core.sse import SSESplitter, parse_event
 
 STREAM = (
     b'event: message_start\ndata: {"type":"message_start"}\n\n'

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ztgate.storage.common import redact_url
-from ztgate.storage.factory import open_store, sqlite_path
-from ztgate.storage.postgres import PostgresStore
-from ztgate.storage.sqlite import SQLiteStore
+from ztgate.audit.store.common import redact_url
+from ztgate.audit.store.factory import open_store, sqlite_path
+from ztgate.audit.store.postgres import PostgresStore
+from ztgate.audit.store.sqlite import SQLiteStore
 
 
 async def test_a_relative_sqlite_path_is_relative_to_the_working_directory(

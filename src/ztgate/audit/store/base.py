@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ztgate.audit.events import AuditEvent, AuditQuery, Checkpoint, StoredEvent
-from ztgate.errors import ServiceUnavailable
+from ztgate.core.errors import ServiceUnavailable
 
 
 class StoreUnavailable(ServiceUnavailable):

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ztgate.audit.events import AuditQuery, Checkpoint, StoredEvent
-from ztgate.storage.base import SessionSummary, StoredRecording
+from ztgate.audit.store.base import SessionSummary, StoredRecording
 
 EVENT_COLUMNS = "seq, kind, at, request_id, principal, body, body_digest, prev_hash, hash"
 CHECKPOINT_COLUMNS = "seq, hash, at, key_id, signature"

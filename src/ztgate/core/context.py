@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ztgate.facts import ResponseFacts
-from ztgate.identity.principal import Identity
-from ztgate.policy.decision import Decision
-from ztgate.types import Headers
-
-if TYPE_CHECKING:  # the stages' own notes: the base layer names them, never imports them
-    from ztgate.audit.capture import ResponseCapture
-    from ztgate.inspection.state import InspectionState
-    from ztgate.wire.fields import BodyText
+from ztgate.core.decision import Decision, PolicyRequest
+from ztgate.core.facts import ResponseFacts
+from ztgate.core.findings import FindingRecord
+from ztgate.core.identity import Identity
+from ztgate.core.texts import BodyText
+from ztgate.core.types import Headers
 
 
 def new_request_id() -> str:
@@ -62,13 +60,18 @@ class StreamEnd(StrEnum):
     WITHHELD = "withheld"  # data protection stopped the response (a blocked finding, a failure)
 
 
-@dataclass(frozen=True, slots=True)
-class FindingRecord:
-    """What inspection found, and where: never the value itself."""
+class ResponseTap(Protocol):
+    """Sees the response as the caller receives it, as it is sent (the recording does)."""
 
-    detector: str
-    category: str
-    path: str
+    def start(self, status: int, headers: Headers) -> None: ...
+
+    def feed(self, data: bytes) -> None:
+        """Bytes of a whole (not streamed) body."""
+        ...
+
+    def feed_events(self, frames: list[bytes]) -> None:
+        """Whole SSE events of a stream, each one frame."""
+        ...
 
 
 @dataclass(slots=True)
@@ -105,9 +108,10 @@ class RequestContext:
     facts: ResponseFacts = field(default_factory=ResponseFacts)
     findings: list[FindingRecord] = field(default_factory=list)
     masked: dict[str, int] = field(default_factory=dict)  # detector -> actions taken on it
-    inspection: InspectionState | None = None  # the inspector's own notes, between its stages
-    policy_input: list[Any] = field(default_factory=list)  # the PolicyRequests decided on
-    capture: ResponseCapture | None = None  # set when the response is being recorded
+    # The inspector's own notes between its stages: opaque to every other stage.
+    inspection: object | None = None
+    policy_input: Sequence[PolicyRequest] = ()  # what the decision was made on
+    capture: ResponseTap | None = None  # set when the response is being recorded
     audited: bool = False  # the request's audit event is committed
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ztgate.context import Body, Endpoint, Route
+from ztgate.core.context import Body, Endpoint, Route
 
 _ID = "{id}"
 _ID_SEGMENT = re.compile(r"[A-Za-z0-9_:.-]{1,256}")

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import time
 
-from tests.storage.backends import RawDatabase
+from tests.audit.store.backends import RawDatabase
 from ztgate.audit.chain import VerifyReport, chain_events, sign_checkpoint, verify_chain_async
 from ztgate.audit.events import AuditEvent
 from ztgate.audit.signing import SigningKey
-from ztgate.storage.base import AuditStore
+from ztgate.audit.store.base import AuditStore
 
 KEY = SigningKey.generate()
 KEYS = {KEY.key_id: KEY.public_key()}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from ztgate.storage.base import AuditStore
-from ztgate.storage.common import redact_url
-from ztgate.storage.postgres import PostgresStore
-from ztgate.storage.sqlite import SQLiteStore
+from ztgate.audit.store.base import AuditStore
+from ztgate.audit.store.common import redact_url
+from ztgate.audit.store.postgres import PostgresStore
+from ztgate.audit.store.sqlite import SQLiteStore
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")

@@ -25,14 +25,14 @@ from asyncpg.pool import PoolConnectionProxy
 
 from ztgate.audit.chain import chain_events
 from ztgate.audit.events import AuditEvent, AuditQuery, Checkpoint, StoredEvent
-from ztgate.storage.base import (
+from ztgate.audit.store.base import (
     PurgeReport,
     SessionQuery,
     SessionSummary,
     StoredRecording,
     StoreUnavailable,
 )
-from ztgate.storage.common import (
+from ztgate.audit.store.common import (
     CHECKPOINT_COLUMNS,
     EVENT_COLUMNS,
     PAGE,
@@ -47,7 +47,7 @@ from ztgate.storage.common import (
     scrub,
     session_from_row,
 )
-from ztgate.storage.migrations import migrations
+from ztgate.audit.store.migrations import migrations
 
 T = TypeVar("T")
 

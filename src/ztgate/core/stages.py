@@ -6,17 +6,18 @@ A request flows one way through them (see ``datapath/pipeline.py`` for the order
         -> relay (through the response filter) -> record
 
 Each stage either lets the request go on, changes the context, or raises a
-:class:`~ztgate.errors.GatewayError` that ends it with an Anthropic-shaped answer.
+:class:`~ztgate.core.errors.GatewayError` that ends it with an Anthropic-shaped answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from ztgate.context import RequestContext
-from ztgate.identity.principal import Identity
-from ztgate.policy.decision import Decision
-from ztgate.sse import SSEEvent
+from ztgate.core.context import RequestContext
+from ztgate.core.decision import Decision, PolicyRequest
+from ztgate.core.identity import Identity
+from ztgate.core.sse import SSEEvent
 
 
 class Authenticator(Protocol):
@@ -26,7 +27,9 @@ class Authenticator(Protocol):
 class ResponseFilter(Protocol):
     """Sees the response on its way back; returns what the caller receives instead."""
 
-    def event(self, event: SSEEvent) -> bytes: ...
+    def event(self, event: SSEEvent) -> list[bytes]:
+        """The whole SSE events the caller gets for this one (none, it, or others)."""
+        ...
 
     def body(self, body: bytes) -> bytes: ...
 
@@ -44,7 +47,9 @@ class Inspector(Protocol):
 
 
 class Decider(Protocol):
-    def decide(self, ctx: RequestContext) -> Decision: ...
+    def decide(self, ctx: RequestContext) -> tuple[Decision, Sequence[PolicyRequest]]:
+        """The decision, and the plain facts it was made on (kept for the audit record)."""
+        ...
 
 
 class Reviewer(Protocol):

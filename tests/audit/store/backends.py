@@ -21,8 +21,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ztgate.storage.base import AuditStore
-from ztgate.storage.factory import open_store, sqlite_path
+from ztgate.audit.store.base import AuditStore
+from ztgate.audit.store.factory import open_store, sqlite_path
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 BACKENDS = ["sqlite", "postgres"]

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ztgate.context import Body, Endpoint
-from ztgate.datapath.routes import match_route
+from ztgate.core.context import Body, Endpoint
+from ztgate.wire.routes import match_route
 
 
 @pytest.mark.parametrize(

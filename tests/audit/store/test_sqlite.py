@@ -6,7 +6,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from ztgate.storage.sqlite import SQLiteStore
+from ztgate.audit.store.sqlite import SQLiteStore
 
 
 def test_workers_opening_a_fresh_database_at_once_all_get_wal(tmp_path: Path) -> None:
