@@ -34,8 +34,8 @@ from gateway_timing import Timings, pct, print_table, time_gateways
 from ztgate.core.context import RequestContext
 from ztgate.core.maskplan import MaskPlan
 from ztgate.core.sse import SSEEvent, parse_event
+from ztgate.detectors.catalogue import catalogue
 from ztgate.devtools.stack import DEMO_POLICY, LocalStack
-from ztgate.inspection.detectors import catalogue
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.response import ResponseProtector
 from ztgate.inspection.scanner import Scanner

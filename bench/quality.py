@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 
 from quality_data import Sample, pii_samples, secret_samples
 from scan_speed import build_corpus
-from ztgate.inspection.detectors import catalogue
+from ztgate.detectors.catalogue import catalogue
 from ztgate.inspection.scanner import Scanner
 
 ZTGATE_ENTITY = {

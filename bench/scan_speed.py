@@ -29,7 +29,8 @@ from collections.abc import Callable
 
 from faker import Faker
 
-from ztgate.inspection.detectors import Detector, catalogue, python_flags
+from ztgate.detectors.catalogue import catalogue
+from ztgate.detectors.patterns import Detector, python_flags
 from ztgate.inspection.scanner import Scanner
 
 _B62 = string.ascii_letters + string.digits

@@ -11,7 +11,7 @@ from ztgate.core.context import Body, Endpoint, RequestContext, Route
 from ztgate.core.decision import Decision, Effect
 from ztgate.core.findings import Finding
 from ztgate.core.maskplan import MaskPlan
-from ztgate.inspection.detectors import catalogue
+from ztgate.detectors.catalogue import catalogue
 from ztgate.inspection.inspector import InspectionFailed, RequestBlocked, ScanningInspector
 from ztgate.inspection.scanner import Scanner
 from ztgate.wire.fields import body_text

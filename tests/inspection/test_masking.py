@@ -11,7 +11,8 @@ import pytest
 
 from ztgate.core.findings import Finding
 from ztgate.core.maskplan import MaskPlan
-from ztgate.inspection.detectors import catalogue, custom_detectors
+from ztgate.detectors.catalogue import catalogue
+from ztgate.detectors.custom import custom_detectors
 from ztgate.inspection.masking import keyed_hash, mask_text
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.scanner import Scanner

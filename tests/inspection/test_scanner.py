@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.inspection.test_detectors import (
+from tests.detectors.test_catalogue import (
     ANTHROPIC,
     AWS_KEY_ID,
     BACKENDS,
@@ -27,14 +27,9 @@ from tests.inspection.test_detectors import (
     rand,
 )
 from ztgate.core.findings import Finding
-from ztgate.inspection.detectors import (
-    HYPERSCAN_AVAILABLE,
-    Detector,
-    catalogue,
-    check_pattern,
-    custom_detectors,
-    python_flags,
-)
+from ztgate.detectors.catalogue import catalogue
+from ztgate.detectors.custom import custom_detectors
+from ztgate.detectors.patterns import HYPERSCAN_AVAILABLE, Detector, check_pattern, python_flags
 from ztgate.inspection.scanner import Scanner
 
 needs_hyperscan = pytest.mark.skipif(not HYPERSCAN_AVAILABLE, reason="no hyperscan wheel here")

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.inspection.test_detectors import JWT, pem
+from tests.detectors.test_catalogue import JWT, pem
 from tests.inspection.test_masking import ANTHROPIC, EMAIL, KEY, custom_scanner, full_scanner
 from ztgate.core.maskplan import MaskPlan
-from ztgate.inspection.detectors import custom_detectors
+from ztgate.detectors.custom import custom_detectors
 from ztgate.inspection.masking import mask_text
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.scanner import Scanner

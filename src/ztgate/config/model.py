@@ -277,8 +277,9 @@ class InspectionConfig(_Strict):
     def _detectors_fit(self) -> InspectionConfig:
         """Custom detectors compile in both engines, and the holdback covers every detector,
         so a bad pattern stops the start rather than a request."""
-        from ztgate.inspection.detectors import catalogue, custom_detectors
-        from ztgate.inspection.streaming import check_holdback
+        from ztgate.detectors.catalogue import catalogue
+        from ztgate.detectors.custom import custom_detectors
+        from ztgate.detectors.holdback import check_holdback
 
         custom = custom_detectors(self.custom.patterns, self.custom.words)
         clash = {d.id for d in custom} & {d.id for d in catalogue()}

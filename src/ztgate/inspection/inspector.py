@@ -20,7 +20,9 @@ from ztgate.core.findings import Finding, FindingRecord
 from ztgate.core.maskplan import Action, MaskPlan
 from ztgate.core.stages import Inspector, ResponseFilter
 from ztgate.core.texts import Kind, NameClash, TextField
-from ztgate.inspection.detectors import Detector, catalogue, custom_detectors
+from ztgate.detectors.catalogue import catalogue
+from ztgate.detectors.custom import custom_detectors
+from ztgate.detectors.patterns import Detector
 from ztgate.inspection.masking import MaskResult, count_masked, mask_text
 from ztgate.inspection.passthrough import PassThroughInspector
 from ztgate.inspection.pseudonyms import PseudonymVault

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from ztgate.core.findings import Finding
 from ztgate.core.maskplan import Action, MaskPlan
-from ztgate.inspection.detectors import Detector, python_flags
+from ztgate.detectors.patterns import Detector, python_flags
 from ztgate.inspection.pseudonyms import PseudonymVault
 
 

@@ -39,7 +39,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ztgate.core.findings import Finding
-from ztgate.inspection.detectors import (
+from ztgate.detectors.patterns import (
     HYPERSCAN_AVAILABLE,
     Detector,
     check_pattern,

@@ -27,19 +27,14 @@ pseudonyms, holding back only a suffix that could still grow into one.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import lru_cache
 
 from ztgate.core.findings import Finding
 from ztgate.core.maskplan import MaskPlan
-from ztgate.inspection.detectors import (
+from ztgate.detectors.holdback import StreamBounds, bounds
+from ztgate.detectors.patterns import (
     STREAM_BREAKS,
-    Detector,
-    literal_prefix,
-    python_flags,
-    spaced_prefix,
 )
 from ztgate.inspection.masking import AppliedFinding, mask_range
 from ztgate.inspection.pseudonyms import PseudonymVault
@@ -47,63 +42,13 @@ from ztgate.inspection.scanner import Scanner
 
 DEFAULT_HOLDBACK = 128
 RELEASE_STEP = 64  # characters released at a time once a block's first text is out
-_MIN_ANCHOR = 4
-
-
-@dataclass(frozen=True, slots=True)
-class _Anchor:
-    text: str
-    reach: int  # the longest match that starts with it
-    fold: bool  # compare case-insensitively
-
-
-@dataclass(frozen=True, slots=True)
-class StreamBounds:
-    """What a stream must hold back for a catalogue: derived once per (detectors, holdback)."""
-
-    holdback: int
-    run_reach: int  # the longest match of a run-ending detector (0: none is longer than H)
-    anchors: tuple[_Anchor, ...]
-    context: int  # released characters the scan still sees
 
 
 @lru_cache(maxsize=32)
 def stream_bounds(scanner: Scanner, holdback: int) -> StreamBounds:
     """The bounds for a scanner's detectors and a holdback (computed once per pair), or
     ValueError naming a detector the holdback cannot cover safely."""
-    return _bounds(tuple(scanner.detectors.values()), holdback)
-
-
-def check_holdback(detectors: Sequence[Detector], holdback: int) -> None:
-    """ValueError naming the first detector a stream with this holdback cannot cover."""
-    _bounds(tuple(detectors), holdback)
-
-
-def _bounds(detectors: tuple[Detector, ...], holdback: int) -> StreamBounds:
-    if holdback < 1:
-        raise ValueError("the stream holdback must be at least 1 character")
-    run_reach = 0
-    anchors: list[_Anchor] = []
-    context = 1
-    for d in detectors:
-        if d.max_length <= holdback:
-            context = max(context, d.max_length)
-            continue
-        spaced = spaced_prefix(d.pattern, d.flags)
-        if spaced <= holdback:
-            run_reach = max(run_reach, d.max_length)
-            context = max(context, d.max_length)
-            continue
-        anchor = literal_prefix(d.pattern, d.flags)
-        if not _MIN_ANCHOR <= len(anchor) <= holdback:
-            raise ValueError(
-                f"detector {d.id!r}: its matches can be {d.max_length} characters long with "
-                f"spaces throughout and have no fixed start, so a stream cannot release text "
-                f"before it safely; raise the holdback to at least {spaced} or shorten the pattern"
-            )
-        fold = bool(python_flags(d.flags) & re.IGNORECASE)
-        anchors.append(_Anchor(anchor.lower() if fold else anchor, d.max_length, fold))
-    return StreamBounds(holdback, run_reach, tuple(anchors), context)
+    return bounds(tuple(scanner.detectors.values()), holdback)
 
 
 class StreamMasker:

@@ -1,299 +1,17 @@
 """The detector catalogue: what counts as PII or a secret, as bounded regexes plus validators.
 
-Every pattern is written in the common subset of Python ``re`` and Hyperscan (no lookarounds,
-backreferences, anchors or possessive forms; ASCII classes) so that Hyperscan can prefilter and
-``re`` confirm, with identical meaning. Every quantifier is capped: ``max_length`` is computed
-from the pattern itself, never declared by hand, so a streaming holdback of that many characters
-can never cut a match in two. Non-ASCII text counts as one opaque non-word character per code
-point in both engines (patterns are compiled with ``re.ASCII``).
-
 Known-format rules follow the public knowledge of gitleaks (MIT) and Yelp's detect-secrets
 (Apache-2.0): prefixes, lengths and the placeholders they allow-list.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
-import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from functools import cache
-from typing import Any
 
-from ztgate.core.findings import Category
-from ztgate.inspection import validators as v
-
-MAX_LENGTH_LIMIT = 1024
-"""The longest match any detector but the private-key block may have (custom ones included)."""
-
-_SUPPORTED_FLAGS = re.IGNORECASE | re.DOTALL | re.ASCII
-_FORBIDDEN_OPS = {
-    "ASSERT": "lookarounds",
-    "ASSERT_NOT": "lookarounds",
-    "GROUPREF": "backreferences",
-    "GROUPREF_EXISTS": "conditional groups",
-    "ATOMIC_GROUP": "atomic groups",
-    "POSSESSIVE_REPEAT": "possessive quantifiers",
-}
-_ALLOWED_ASSERTIONS = {"AT_BOUNDARY", "AT_NON_BOUNDARY"}
-_LEFT_OPEN_BRACE = re.compile(r"(?<!\\)\{,")
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-try:
-    import hyperscan as _hs
-
-    HYPERSCAN_AVAILABLE = True
-except ImportError:  # pragma: no cover - depends on the platform's wheels
-    HYPERSCAN_AVAILABLE = False
-
-# ``re._parser`` is private and untyped; importing it by name avoids the deprecated
-# ``sre_parse`` alias (a DeprecationWarning) and keeps mypy from inventing its type.
-_parser: Any = importlib.import_module("re._parser")
-
-
-@dataclass(frozen=True, slots=True)
-class Detector:
-    """One kind of sensitive value: a bounded pattern, an optional validator, a confidence."""
-
-    id: str
-    category: Category
-    label: str
-    pattern: str
-    max_length: int
-    confidence: float
-    validator: Callable[[str], bool] | None = None
-    flags: int = 0
-    # The validator judges only the ``value`` group: once it rejects a value, no match that
-    # starts before that value (and so has the same one) needs trying.
-    value_checked: bool = False
-
-
-# --- pattern checks shared by the catalogue, custom detectors and the scanner ----------------
-
-
-def python_flags(flags: int) -> int:
-    """Flags for ``re``: always ASCII, so both engines agree on ``\\w``, ``\\b`` and case."""
-    return flags | re.ASCII
-
-
-def hyperscan_flags(flags: int) -> int:
-    if not HYPERSCAN_AVAILABLE:  # pragma: no cover
-        return 0
-    result = 0
-    if flags & re.IGNORECASE:
-        result |= _hs.HS_FLAG_CASELESS
-    if flags & re.DOTALL:
-        result |= _hs.HS_FLAG_DOTALL
-    return result
-
-
-def hyperscan_expression(pattern: str) -> bytes:
-    """The pattern as Hyperscan sees the scanner's one-byte-per-character text.
-
-    The scanner maps code points up to U+00FF to their Latin-1 byte and the rest to ``\\x80``;
-    a non-ASCII character in a pattern (only generated word lists have them, as literals or
-    in positive classes) is mapped the same way.
-    """
-    if pattern.isascii():
-        return pattern.encode("ascii")
-    return "".join(
-        ch if ch.isascii() else f"\\x{0x80 if ord(ch) > 0xFF else ord(ch):02x}" for ch in pattern
-    ).encode("ascii")
-
-
-def parse_pattern(pattern: str, flags: int = 0) -> Any:
-    """The ``re`` parse tree of a pattern, as the scanner compiles it."""
-    return _parser.parse(pattern, python_flags(flags))
-
-
-def _walk(items: Any, problems: list[str]) -> None:
-    """Collects constructs one of the two engines would read differently or cannot bound."""
-    for op, av in items:
-        name = str(op)
-        if name in _FORBIDDEN_OPS:
-            problems.append(_FORBIDDEN_OPS[name])
-        elif name == "AT" and str(av) not in _ALLOWED_ASSERTIONS:
-            problems.append("anchors (^, $, \\A, \\Z)")
-        elif (name in ("LITERAL", "NOT_LITERAL") and av >= 0x80) or (
-            name == "RANGE" and av[1] >= 0x80
-        ):
-            problems.append("non-ASCII characters (use a word list)")
-        elif name in ("MAX_REPEAT", "MIN_REPEAT"):
-            if av[1] == _parser.MAXREPEAT:
-                problems.append("unbounded quantifiers (*, +, {n,}): cap them, e.g. {1,64}")
-            _walk(av[2], problems)
-        elif name == "SUBPATTERN":
-            _walk(av[3], problems)
-        elif name == "BRANCH":
-            for branch in av[1]:
-                _walk(branch, problems)
-        elif name == "IN":
-            _walk(av, problems)
-
-
-STREAM_BREAKS = " \t\r\n"
-"""The characters that end a run in streamed text (see ``spaced_prefix``)."""
-
-_BREAK_CATEGORIES = {
-    "CATEGORY_SPACE": True,
-    "CATEGORY_NOT_SPACE": False,
-    "CATEGORY_DIGIT": False,
-    "CATEGORY_NOT_DIGIT": True,
-    "CATEGORY_WORD": False,
-    "CATEGORY_NOT_WORD": True,
-}
-
-
-def _class_has(items: Any, ch: str) -> bool:
-    """Whether the character class ``items`` (an ``IN`` node) matches ``ch``."""
-    negate = False
-    hit = False
-    for op, av in items:
-        name = str(op)
-        if name == "NEGATE":
-            negate = True
-        elif name == "LITERAL":
-            hit = hit or av == ord(ch)
-        elif name == "RANGE":
-            hit = hit or av[0] <= ord(ch) <= av[1]
-        elif name == "CATEGORY":
-            hit = hit or _BREAK_CATEGORIES.get(str(av), True)
-        else:  # anything unforeseen: assume it can
-            hit = True
-    return hit != negate
-
-
-def _can_break(op: Any, av: Any) -> bool:
-    """Whether the node can match a space or a line break anywhere in it."""
-    name = str(op)
-    if name == "LITERAL":
-        return chr(av) in STREAM_BREAKS
-    if name in ("NOT_LITERAL", "ANY"):
-        return True
-    if name == "IN":
-        return any(_class_has(av, ch) for ch in STREAM_BREAKS)
-    if name in ("MAX_REPEAT", "MIN_REPEAT"):
-        return any(_can_break(o, a) for o, a in av[2])
-    if name == "SUBPATTERN":
-        return any(_can_break(o, a) for o, a in av[3])
-    if name == "BRANCH":
-        return any(_can_break(o, a) for branch in av[1] for o, a in branch)
-    return False
-
-
-def _spaced(items: Any) -> int:
-    offset = 0  # the longest the nodes before this one can match
-    furthest = 0
-    for op, av in items:
-        name = str(op)
-        width = int(_parser.SubPattern(items.state, [(op, av)]).getwidth()[1])
-        if name == "SUBPATTERN":
-            furthest = max(furthest, offset + _spaced(av[3]) if _can_break(op, av) else 0)
-        elif name == "BRANCH":
-            inner = max(_spaced(branch) for branch in av[1])
-            furthest = max(furthest, offset + inner if inner else 0)
-        elif _can_break(op, av):
-            furthest = offset + width
-        offset += width
-    return furthest
-
-
-def spaced_prefix(pattern: str, flags: int = 0) -> int:
-    """How far into a match a space or line break can be: past it, every match is one
-    unbroken run. A stream can release text before a run once that run is long enough, so a
-    detector with long matches (a JWT, an email) need not hold back its whole bound."""
-    return _spaced(parse_pattern(pattern, flags))
-
-
-def literal_prefix(pattern: str, flags: int = 0) -> str:
-    """The text every match starts with (``-----BEGIN`` for a PEM block), or ``""``."""
-    prefix = []
-    for op, av in parse_pattern(pattern, flags):
-        if str(op) != "LITERAL":
-            break
-        prefix.append(chr(av))
-    return "".join(prefix)
-
-
-def check_pattern(
-    name: str,
-    pattern: str,
-    flags: int = 0,
-    *,
-    limit: int = MAX_LENGTH_LIMIT,
-    word_list: bool = False,
-    hyperscan: bool = True,
-) -> int:
-    """Validates a pattern for both engines and returns its maximum match length.
-
-    Raises ValueError naming the detector when the pattern is unbounded, longer than
-    ``limit``, can match the empty string, uses a construct outside the common subset of
-    ``re`` and Hyperscan, or fails to compile in either. ``word_list`` admits the non-ASCII
-    literals that generated word-list patterns carry; ``hyperscan=False`` skips the (slow)
-    single-pattern Hyperscan compile for callers that compile a whole database anyway.
-    """
-
-    def fail(reason: str) -> ValueError:
-        return ValueError(f"detector {name!r}: {reason}")
-
-    if flags & ~_SUPPORTED_FLAGS:
-        raise fail("only the IGNORECASE and DOTALL flags are supported")
-    if not pattern:
-        raise fail("the pattern is empty")
-    if _LEFT_OPEN_BRACE.search(pattern):
-        raise fail("write {0,n} instead of {,n} (Hyperscan reads {,n} literally)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            re.compile(pattern, python_flags(flags))
-            parsed = _parser.parse(pattern, python_flags(flags))
-    except (re.error, FutureWarning, DeprecationWarning) as exc:
-        raise fail(f"not a valid regular expression: {exc}") from None
-    problems: list[str] = []
-    _walk(parsed, problems)
-    if word_list:
-        problems = [p for p in problems if not p.startswith("non-ASCII")]
-    if problems:
-        raise fail("patterns may not use " + ", ".join(sorted(set(problems))))
-    low, high = parsed.getwidth()
-    if low == 0:
-        raise fail("the pattern can match the empty string")
-    if high > limit:
-        raise fail(f"matches can be {high} characters long; the limit is {limit}")
-    if hyperscan and HYPERSCAN_AVAILABLE:
-        db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-        try:
-            db.compile(
-                expressions=[hyperscan_expression(pattern)], ids=[0], flags=[hyperscan_flags(flags)]
-            )
-        except _hs.error as exc:
-            raise fail(f"Hyperscan cannot compile it: {exc}") from None
-    return int(high)
-
-
-def _detector(
-    id: str,
-    category: Category,
-    label: str,
-    pattern: str,
-    confidence: float,
-    validator: Callable[[str], bool] | None = None,
-    flags: int = 0,
-    *,
-    limit: int = MAX_LENGTH_LIMIT,
-    word_list: bool = False,
-    hyperscan: bool = False,
-    value_checked: bool = False,
-) -> Detector:
-    """A detector whose ``max_length`` is computed from its pattern. The catalogue's patterns
-    meet Hyperscan when a scanner compiles them (and in the tests), custom ones right here."""
-    max_length = check_pattern(
-        id, pattern, flags, limit=limit, word_list=word_list, hyperscan=hyperscan
-    )
-    return Detector(
-        id, category, label, pattern, max_length, confidence, validator, flags, value_checked
-    )
+from ztgate.detectors import validators as v
+from ztgate.detectors.patterns import Detector, make_detector, python_flags
 
 
 def _on_value(pattern: str, flags: int, check: Callable[[str], bool]) -> Callable[[str], bool]:
@@ -356,7 +74,7 @@ _CREDENTIAL_NAMES = (
 
 def _pii() -> list[Detector]:
     return [
-        _detector(
+        make_detector(
             "email",
             "pii",
             "EMAIL",
@@ -366,7 +84,7 @@ def _pii() -> list[Detector]:
             0.95,
             v.email,
         ),
-        _detector(
+        make_detector(
             "payment_card",
             "pii",
             "PAYMENT_CARD",
@@ -374,7 +92,7 @@ def _pii() -> list[Detector]:
             0.95,
             v.payment_card,
         ),
-        _detector(
+        make_detector(
             "iban",
             "pii",
             "IBAN",
@@ -382,7 +100,7 @@ def _pii() -> list[Detector]:
             0.95,
             v.iban,
         ),
-        _detector(
+        make_detector(
             "us_ssn",
             "pii",
             "US_SSN",
@@ -392,7 +110,7 @@ def _pii() -> list[Detector]:
             0.85,
             v.us_ssn,
         ),
-        _detector(
+        make_detector(
             "phone",
             "pii",
             "PHONE",
@@ -408,7 +126,7 @@ def _pii() -> list[Detector]:
             0.7,
             v.phone,
         ),
-        _detector(
+        make_detector(
             "ipv4",
             "pii",
             "IP_ADDRESS",
@@ -416,7 +134,7 @@ def _pii() -> list[Detector]:
             0.7,
             v.ipv4,
         ),
-        _detector(
+        make_detector(
             "ipv6",
             "pii",
             "IP_ADDRESS",
@@ -426,7 +144,7 @@ def _pii() -> list[Detector]:
             0.7,
             v.ipv6,
         ),
-        _detector(
+        make_detector(
             "uk_nino",
             "pii",
             "UK_NINO",
@@ -434,7 +152,7 @@ def _pii() -> list[Detector]:
             0.6,
             v.uk_nino,
         ),
-        _detector(
+        make_detector(
             "de_tax_id",
             "pii",
             "DE_TAX_ID",
@@ -444,7 +162,7 @@ def _pii() -> list[Detector]:
             0.8,
             v.de_tax_id,
         ),
-        _detector(
+        make_detector(
             "fr_nir",
             "pii",
             "FR_NIR",
@@ -453,7 +171,7 @@ def _pii() -> list[Detector]:
             0.85,
             v.fr_nir,
         ),
-        _detector(
+        make_detector(
             "es_dni",
             "pii",
             "ES_DNI",
@@ -461,7 +179,7 @@ def _pii() -> list[Detector]:
             0.8,
             v.es_dni,
         ),
-        _detector(
+        make_detector(
             "in_aadhaar",
             "pii",
             "IN_AADHAAR",
@@ -473,7 +191,7 @@ def _pii() -> list[Detector]:
             0.8,
             v.in_aadhaar,
         ),
-        _detector(
+        make_detector(
             "it_codice_fiscale",
             "pii",
             "IT_CODICE_FISCALE",
@@ -481,7 +199,7 @@ def _pii() -> list[Detector]:
             0.85,
             v.it_codice_fiscale,
         ),
-        _detector(
+        make_detector(
             "date_of_birth",
             "pii",
             "DATE_OF_BIRTH",
@@ -497,7 +215,7 @@ def _known_secrets() -> list[Detector]:
     """Secrets with a fixed prefix or shape: high confidence, placeholder-aware."""
     token = v.random_token
     return [
-        _detector(
+        make_detector(
             "anthropic_api_key",
             "secret",
             "ANTHROPIC_API_KEY",
@@ -505,7 +223,7 @@ def _known_secrets() -> list[Detector]:
             0.99,
             token,
         ),
-        _detector(
+        make_detector(
             "anthropic_admin_key",
             "secret",
             "ANTHROPIC_ADMIN_KEY",
@@ -513,7 +231,7 @@ def _known_secrets() -> list[Detector]:
             0.99,
             token,
         ),
-        _detector(
+        make_detector(
             "openai_api_key",
             "secret",
             "OPENAI_API_KEY",
@@ -522,7 +240,7 @@ def _known_secrets() -> list[Detector]:
             0.99,
             token,
         ),
-        _detector(
+        make_detector(
             "aws_access_key_id",
             "secret",
             "AWS_ACCESS_KEY_ID",
@@ -531,7 +249,7 @@ def _known_secrets() -> list[Detector]:
             token,
         ),
         _aws_secret(),
-        _detector(
+        make_detector(
             "google_api_key",
             "secret",
             "GOOGLE_API_KEY",
@@ -540,7 +258,7 @@ def _known_secrets() -> list[Detector]:
             0.95,
             lambda text: len(text) == 39 and token(text),
         ),
-        _detector(
+        make_detector(
             "gcp_service_account",
             "secret",
             "GCP_SERVICE_ACCOUNT_KEY_ID",
@@ -557,7 +275,7 @@ def _known_secrets() -> list[Detector]:
             v.base64_key,
             re.IGNORECASE,
         ),
-        _detector(
+        make_detector(
             "azure_client_secret",
             "secret",
             "AZURE_CLIENT_SECRET",
@@ -565,7 +283,7 @@ def _known_secrets() -> list[Detector]:
             0.9,
             lambda text: len(text) <= 40 and token(text),
         ),
-        _detector(
+        make_detector(
             "github_token",
             "secret",
             "GITHUB_TOKEN",
@@ -573,7 +291,7 @@ def _known_secrets() -> list[Detector]:
             0.99,
             token,
         ),
-        _detector(
+        make_detector(
             "gitlab_token",
             "secret",
             "GITLAB_TOKEN",
@@ -581,7 +299,7 @@ def _known_secrets() -> list[Detector]:
             0.95,
             token,
         ),
-        _detector(
+        make_detector(
             "slack_token",
             "secret",
             "SLACK_TOKEN",
@@ -591,7 +309,7 @@ def _known_secrets() -> list[Detector]:
             0.95,
             token,
         ),
-        _detector(
+        make_detector(
             "slack_webhook_url",
             "secret",
             "SLACK_WEBHOOK_URL",
@@ -599,7 +317,7 @@ def _known_secrets() -> list[Detector]:
             0.95,
             v.not_placeholder,
         ),
-        _detector(
+        make_detector(
             "stripe_key",
             "secret",
             "STRIPE_KEY",
@@ -607,8 +325,8 @@ def _known_secrets() -> list[Detector]:
             0.99,
             token,
         ),
-        _detector("npm_token", "secret", "NPM_TOKEN", r"\bnpm_[A-Za-z0-9]{36}\b", 0.95, token),
-        _detector(
+        make_detector("npm_token", "secret", "NPM_TOKEN", r"\bnpm_[A-Za-z0-9]{36}\b", 0.95, token),
+        make_detector(
             "pypi_token",
             "secret",
             "PYPI_TOKEN",
@@ -616,10 +334,12 @@ def _known_secrets() -> list[Detector]:
             0.99,
             token,
         ),
-        _detector("private_key", "secret", "PRIVATE_KEY", _PEM, 0.99, v.pem_block, limit=8192),
+        make_detector("private_key", "secret", "PRIVATE_KEY", _PEM, 0.99, v.pem_block, limit=8192),
         # Separate from the complete form because Hyperscan compiles the two far faster apart.
-        _detector("private_key_partial", "secret", "PRIVATE_KEY", _PEM_PARTIAL, 0.95, limit=8192),
-        _detector(
+        make_detector(
+            "private_key_partial", "secret", "PRIVATE_KEY", _PEM_PARTIAL, 0.95, limit=8192
+        ),
+        make_detector(
             "jwt",
             "secret",
             "JWT",
@@ -674,7 +394,7 @@ def _value_detector(
     check: Callable[[str], bool],
     flags: int = 0,
 ) -> Detector:
-    return _detector(
+    return make_detector(
         id,
         "secret",
         label,
@@ -756,88 +476,3 @@ def _catalogue() -> tuple[Detector, ...]:
 def catalogue() -> list[Detector]:
     """The built-in detectors, in tie-break order (earlier wins among equal findings)."""
     return list(_catalogue())
-
-
-# --- custom detectors from configuration -----------------------------------------------------
-
-
-def _check_id(name: str) -> None:
-    if not isinstance(name, str) or not _ID.fullmatch(name):
-        raise ValueError(
-            f"custom detector name {name!r}: use 1-64 letters, digits, '_', '.' or '-'"
-        )
-
-
-def _label(name: str) -> str:
-    return re.sub(r"[^A-Z0-9]", "_", name.upper())
-
-
-def _word_pattern(word: str) -> str:
-    """An exact, case-insensitive phrase; spaces match 1-4 whitespace characters.
-
-    ``re.IGNORECASE`` under ``re.ASCII`` folds only ASCII letters, so non-ASCII letters get
-    explicit case classes. A ``\\b`` is placed only next to an ASCII word character, where
-    both engines agree on what a word boundary is.
-    """
-    parts = []
-    for token in word.split():
-        chars = []
-        for ch in token:
-            variants = {ch, ch.lower(), ch.upper()} if not ch.isascii() else {ch}
-            variants = {c for c in variants if len(c) == 1}
-            chars.append(
-                "[" + "".join(sorted(variants)) + "]" if len(variants) > 1 else re.escape(ch)
-            )
-        parts.append("".join(chars))
-    body = r"\s{1,4}".join(parts)
-    first, last = word.strip()[0], word.strip()[-1]
-    start = r"\b" if first.isascii() and (first.isalnum() or first == "_") else ""
-    end = r"\b" if last.isascii() and (last.isalnum() or last == "_") else ""
-    return start + body + end
-
-
-def custom_detectors(
-    patterns: Mapping[str, str], words: Mapping[str, Sequence[str]]
-) -> list[Detector]:
-    """Detectors from configuration: regexes and exact word lists, category ``custom``.
-
-    Held to the catalogue's guarantees: each compiles in both engines and has a bounded
-    match length (at most 1024); an unbounded or otherwise unfit one is refused with a
-    ValueError naming it.
-    """
-    detectors: list[Detector] = []
-    for name, pattern in patterns.items():
-        _check_id(name)
-        if not isinstance(pattern, str) or not pattern.isascii():
-            raise ValueError(
-                f"detector {name!r}: patterns must be ASCII text (use a word list for other text)"
-            )
-        detectors.append(_detector(name, "custom", _label(name), pattern, 0.9, hyperscan=True))
-    for name, entries in words.items():
-        _check_id(name)
-        if name in patterns:
-            raise ValueError(f"detector {name!r}: defined both as a pattern and as a word list")
-        if isinstance(entries, str) or not entries:
-            raise ValueError(f"detector {name!r}: a word list must be a non-empty list of words")
-        cleaned = []
-        for word in entries:
-            if not isinstance(word, str) or not word.strip():
-                raise ValueError(f"detector {name!r}: word lists may not hold empty entries")
-            cleaned.append(word.strip())
-        # Longest first, so that at one start the longer phrase wins ("New York City").
-        ordered = sorted(set(cleaned), key=lambda w: (-len(w), w))
-        pattern = "(?:" + "|".join(_word_pattern(w) for w in ordered) + ")"
-        detectors.append(
-            _detector(
-                name,
-                "custom",
-                _label(name),
-                pattern,
-                0.9,
-                None,
-                re.IGNORECASE,
-                word_list=True,
-                hyperscan=True,
-            )
-        )
-    return detectors

@@ -20,11 +20,11 @@ from stdnum import iban as stdnum_iban
 from stdnum.iso7064 import mod_11_10
 
 from ztgate.core.findings import Finding
-from ztgate.inspection import validators as v
-from ztgate.inspection.detectors import (
+from ztgate.detectors import validators as v
+from ztgate.detectors.catalogue import catalogue
+from ztgate.detectors.patterns import (
     HYPERSCAN_AVAILABLE,
     MAX_LENGTH_LIMIT,
-    catalogue,
     check_pattern,
     python_flags,
 )
