@@ -35,7 +35,8 @@ from ztgate.core.decision import Decision, policy_input_json, skill_id
 from ztgate.core.findings import FindingRecord
 from ztgate.core.identity import Identity
 from ztgate.devtools.simulator import UpstreamSimulator
-from ztgate.policy.cases import build_context, parse_request
+from ztgate.offline.build import build_context
+from ztgate.offline.cases import parse_request
 from ztgate.policy.loader import build_policy
 from ztgate.policy.request import ENDPOINT_NAMES, from_context, skills_of, tools_of
 

@@ -25,23 +25,13 @@ from ztgate.cli.store import CONFIG_OPTION, config_or_exit, with_store
 from ztgate.config import ConfigError, GatewayConfig, IssuerConfig, load_config
 from ztgate.core.decision import PolicyRequest
 from ztgate.inspection.inspector import configured_detectors
-from ztgate.policy.cases import (
-    CaseError,
-    Explanation,
-    RequestExplanation,
-    build_context,
-    build_identity,
-    describe_limit,
-    explain,
-    load_case_table,
-    parse_identity,
-    parse_request,
-    request_facts,
-    run_case,
-)
+from ztgate.offline.build import build_context, build_identity
+from ztgate.offline.cases import CaseError, load_case_table, parse_identity, parse_request
+from ztgate.offline.explain import Explanation, RequestExplanation, explain, request_facts
+from ztgate.offline.runner import describe_limit, run_case
+from ztgate.offline.simulate import Simulation, decide_again
 from ztgate.policy.engine import Policy
 from ztgate.policy.loader import PolicyError, build_policy, load_policy_file
-from ztgate.policy.simulate import Simulation, decide_again
 
 # Exit codes: 0 as expected, 1 the policy or a case is wrong, 2 the command could not run.
 _WRONG = 1

@@ -12,11 +12,12 @@ import pytest
 from ztgate.audit.events import StoredEvent
 from ztgate.core.decision import PolicyRequest, policy_input_json
 from ztgate.core.identity import Identity
-from ztgate.policy.cases import build_context, parse_request
+from ztgate.offline.build import build_context
+from ztgate.offline.cases import parse_request
+from ztgate.offline.simulate import PolicyInputError, policy_requests, simulate
 from ztgate.policy.engine import Policy
 from ztgate.policy.loader import build_policy
 from ztgate.policy.request import from_context
-from ztgate.policy.simulate import PolicyInputError, policy_requests, simulate
 
 OLD_RULES: list[dict[str, Any]] = [
     {

@@ -18,7 +18,7 @@ from typing import Any
 
 from ztgate.audit.events import StoredEvent
 from ztgate.core.decision import SET_FIELDS, TUPLE_FIELDS, Decision, PolicyRequest
-from ztgate.policy.cases import unmet_conditions
+from ztgate.offline.explain import unmet_conditions
 from ztgate.policy.engine import Policy
 
 _REQUIRED = ("principal", "issuer", "endpoint", "method")
