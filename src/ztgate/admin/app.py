@@ -36,6 +36,7 @@ from ztgate.core.errors import (
     NotFound,
     PermissionDenied,
     ServiceUnavailable,
+    answer_headers,
     error_body,
 )
 from ztgate.core.identity import Identity
@@ -250,12 +251,6 @@ async def _answer(
     request_id: str,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"request-id", request_id.encode()),
-        (b"cache-control", b"no-store"),
-        *(extra or []),
-    ]
+    headers = [*answer_headers(body, request_id), (b"cache-control", b"no-store"), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

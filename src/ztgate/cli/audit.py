@@ -23,7 +23,8 @@ from ztgate.audit.search import DECISIONS, KINDS, QueryError, build_query, parse
 from ztgate.audit.signing import SigningKey, key_id, load_public_key, load_signing_key
 from ztgate.audit.store.base import AuditStore
 from ztgate.audit.views import event_document, iso_time, verify_document
-from ztgate.cli.store import CONFIG_OPTION, WRONG, config_or_exit, fail, with_reader
+from ztgate.cli.common import CONFIG_OPTION, WRONG, config_or_exit, count, fail
+from ztgate.cli.store import with_reader
 from ztgate.config import ConfigError
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -103,13 +104,13 @@ def verify(
         click.echo(orjson.dumps(verify_document(report), option=orjson.OPT_INDENT_2))
     elif report.problem is None:
         click.echo(
-            f"ok: {_count(report.events, 'event')}, head seq {report.head_seq} "
-            f"({report.head_hash.hex()[:16]}), {_count(report.checkpoints, 'checkpoint')} "
+            f"ok: {count(report.events, 'event')}, head seq {report.head_seq} "
+            f"({report.head_hash.hex()[:16]}), {count(report.checkpoints, 'checkpoint')} "
             f"verified, signed up to seq {report.signed_seq}"
         )
         if report.unsigned:
             click.echo(
-                f"note: the last {_count(report.unsigned, 'event')} come after the last "
+                f"note: the last {count(report.unsigned, 'event')} come after the last "
                 "checkpoint: the chain proves their order, not that none were cut off after them"
             )
     if report.problem is not None:
@@ -117,7 +118,7 @@ def verify(
         if not as_json:
             click.echo(
                 f"FAILED at event {problem.seq}: {problem.kind}: {problem.detail}\n"
-                f"  the {_count(report.events, 'event')} before it verify"
+                f"  the {count(report.events, 'event')} before it verify"
             )
         sys.exit(WRONG)
 
@@ -179,7 +180,7 @@ def _print_table(found: list[dict[str, Any]]) -> None:
     click.echo(click.style(_line(_COLUMNS, widths), bold=True))
     for row, document in zip(rows, found, strict=True):
         click.echo(_line(row, widths) + "  " + (document["request_id"] or ""))
-    click.echo(f"{_count(len(found), 'event')}")
+    click.echo(f"{count(len(found), 'event')}")
 
 
 def _line(cells: tuple[str, ...] | list[str], widths: list[int]) -> str:
@@ -252,17 +253,17 @@ def export(
 
     async def work(reader: AuditReader) -> int:
         with _open_output(output_file) as sink:
-            count = 0
+            written = 0
             async for event in reader.store.events(after_seq=after_seq):
                 if start is not None and event.at < start:
                     continue
                 sink.write(orjson.dumps(event_document(event), option=orjson.OPT_APPEND_NEWLINE))
-                count += 1
-            return count
+                written += 1
+            return written
 
-    count = with_reader(config, work)
+    written = with_reader(config, work)
     if output_file is not None:
-        click.echo(f"exported {_count(count, 'event')} to {output_file}", err=True)
+        click.echo(f"exported {count(written, 'event')} to {output_file}", err=True)
 
 
 @audit.command(short_help="Sign a checkpoint now and export all of them.")
@@ -313,7 +314,7 @@ def checkpoint(config_path: Path | None, export_path: Path | None, no_sign: bool
             except OSError as exc:
                 fail(f"cannot write {export_path}: {exc.strerror}")
             click.echo(
-                f"exported {_count(len(document['checkpoints']), 'checkpoint')} to {export_path}",
+                f"exported {count(len(document['checkpoints']), 'checkpoint')} to {export_path}",
                 err=True,
             )
 
@@ -354,7 +355,3 @@ def _open_output(path: Path | None) -> Iterator[IO[bytes]]:
         fail(f"cannot write {path}: {exc.strerror}")
     with file:
         yield file
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import click
@@ -11,41 +9,17 @@ import click
 from ztgate import __version__
 from ztgate.audit.signing import load_signing_key
 from ztgate.cli.audit import audit
+from ztgate.cli.common import CONFIG_OPTION, config_or_exit, fail
 from ztgate.cli.demo import demo
 from ztgate.cli.policy import policy
 from ztgate.cli.sessions import replay, sessions
 from ztgate.cli.store import store
 from ztgate.cli.token import token
-from ztgate.config import ConfigError, GatewayConfig, load_config
-from ztgate.datapath.app import CONFIG_ENV
+from ztgate.config import ConfigError
 from ztgate.datapath.logs import configure_logging
 from ztgate.inspection.inspector import configured_detectors
 from ztgate.policy.loader import PolicyError
 from ztgate.policy.source import PolicySource
-
-CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar=CONFIG_ENV,
-    help=f"Path to the YAML config file (or set {CONFIG_ENV}).",
-)
-
-
-def load_or_exit(config_path: Path | None) -> GatewayConfig:
-    """Load the config for a command, or exit 2 with a message that names the bad key."""
-    if config_path is None:
-        click.echo(
-            f"ztgate: no config file: pass --config PATH or set {CONFIG_ENV} "
-            "(see docs/configuration.md)",
-            err=True,
-        )
-        sys.exit(2)
-    try:
-        return load_config(config_path, os.environ)
-    except ConfigError as exc:
-        click.echo(f"ztgate: refusing to start: {exc}", err=True)
-        sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,7 +41,7 @@ def serve(config_path: Path | None, workers: int | None) -> None:
     from ztgate.datapath.server import ConnectionLimitError, connection_limit
     from ztgate.datapath.server import serve as run_server
 
-    config = load_or_exit(config_path)
+    config = config_or_exit(config_path, starting=True)
     configure_logging(config.logging.level)
     assert config.policy is not None
     try:
@@ -79,8 +53,7 @@ def serve(config_path: Path | None, workers: int | None) -> None:
         # And with the file descriptors its connection limit needs.
         connection_limit(config)
     except (PolicyError, ConfigError, ConnectionLimitError) as exc:
-        click.echo(f"ztgate: refusing to start: {exc}", err=True)
-        sys.exit(2)
+        fail(f"refusing to start: {exc}")
     run_server(config, config_path, workers or config.server.workers)
 
 

@@ -8,12 +8,11 @@ gateway would build; see ``docs/policy.md`` for the language and the case-table 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import yaml
@@ -21,8 +20,9 @@ import yaml
 from ztgate.audit.search import QueryError, parse_time
 from ztgate.audit.store.base import AuditStore
 from ztgate.audit.views import iso_time
-from ztgate.cli.store import CONFIG_OPTION, config_or_exit, with_store
-from ztgate.config import ConfigError, GatewayConfig, IssuerConfig, load_config
+from ztgate.cli.common import CANNOT_RUN, CONFIG_OPTION, WRONG, config_or_exit, count, fail
+from ztgate.cli.store import with_store
+from ztgate.config import GatewayConfig, IssuerConfig
 from ztgate.core.decision import PolicyRequest
 from ztgate.inspection.inspector import configured_detectors
 from ztgate.offline.build import build_context, build_identity
@@ -34,8 +34,6 @@ from ztgate.policy.engine import Policy
 from ztgate.policy.loader import PolicyError, build_policy, load_policy_file
 
 # Exit codes: 0 as expected, 1 the policy or a case is wrong, 2 the command could not run.
-_WRONG = 1
-_CANNOT_RUN = 2
 
 _CONFIG_HELP = (
     "Gateway config: its identity.issuers turn claims into groups and scopes as the gateway "
@@ -77,12 +75,12 @@ def check(file: Path, strict: bool) -> None:
     try:
         compiled, warnings = load_policy_file(file)
     except PolicyError as exc:
-        _fail(str(exc), _WRONG)
-    click.echo(f"ok: {_count(len(compiled.rules), 'rule')}")
+        fail(str(exc), WRONG, command="ztgate policy")
+    click.echo(f"ok: {count(len(compiled.rules), 'rule')}")
     for warning in warnings:
         click.echo(f"warning: {warning}")
     if strict and warnings:
-        _fail(f"{_count(len(warnings), 'warning')} and --strict", _WRONG)
+        fail(f"{count(len(warnings), 'warning')} and --strict", WRONG, command="ztgate policy")
 
 
 @policy.command("test", short_help="Run a table of test cases against a policy file.")
@@ -107,16 +105,17 @@ def run_tests(file: Path, cases: Path, config_path: Path | None) -> None:
     try:
         table = load_case_table(cases)
     except CaseError as exc:
-        _fail(str(exc), _CANNOT_RUN)
+        fail(str(exc), CANNOT_RUN, command="ztgate policy")
     issuers = _issuers(config_path)
     if issuers is None:
         derived = [i for i, c in enumerate(table.cases) if c.identity.derived]
         if derived:
             first = table.cases[derived[0]]
-            _fail(
+            fail(
                 f"cases[{derived[0]}] {first.name!r}: identity: claims alone need --config, "
-                f"to find the issuer of their iss ({_count(len(derived), 'case')})",
-                _CANNOT_RUN,
+                f"to find the issuer of their iss ({count(len(derived), 'case')})",
+                CANNOT_RUN,
+                command="ztgate policy",
             )
     failed = 0
     for case in table.cases:
@@ -127,9 +126,9 @@ def run_tests(file: Path, cases: Path, config_path: Path | None) -> None:
             failed += 1
             click.echo(f"FAIL {case.name}: {result.detail}")
     total = len(table.cases)
-    click.echo(f"{total - failed} passed, {failed} failed ({_count(total, 'case')})")
+    click.echo(f"{total - failed} passed, {failed} failed ({count(total, 'case')})")
     if failed:
-        sys.exit(_WRONG)
+        sys.exit(WRONG)
 
 
 @policy.command("explain", short_help="Explain the decision for one request.")
@@ -175,7 +174,7 @@ def explain_command(
                          "tools": [{"type": "bash_20250124", "name": "bash"}],
                          "messages": [{"role": "user", "content": "hi"}]}}
     """
-    config = _config_or_exit(config_path) if config_path is not None else None
+    config = config_or_exit(config_path) if config_path is not None else None
     if policy_path is not None:
         compiled = _policy_or_exit(policy_path)
     elif config is not None:
@@ -188,7 +187,7 @@ def explain_command(
         issuers = None if config is None else config.identity.issuers
         ctx = build_context(build_identity(identity_spec, issuers), request_spec)
     except CaseError as exc:
-        _fail(str(exc), _CANNOT_RUN)
+        fail(str(exc), CANNOT_RUN, command="ztgate policy")
     explanation = explain(compiled, ctx)
     assert ctx.identity is not None
     who = {
@@ -232,7 +231,7 @@ def simulate_command(
     try:
         compiled, _warnings = load_policy_file(new_policy, detectors=detectors)
     except PolicyError as exc:
-        _fail(str(exc), _CANNOT_RUN)
+        fail(str(exc), CANNOT_RUN, command="ztgate policy")
     now = time.time()
     try:
         start = parse_time(since, now)
@@ -253,31 +252,15 @@ def simulate_command(
     else:
         _print_simulation(result)
     if result.changed:
-        sys.exit(_WRONG)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"ztgate policy: {message}", err=True)
-    sys.exit(code)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+        sys.exit(WRONG)
 
 
 def _policy_or_exit(path: Path) -> Policy:
     try:
         compiled, _warnings = load_policy_file(path)
     except PolicyError as exc:
-        _fail(str(exc), _CANNOT_RUN)
+        fail(str(exc), CANNOT_RUN, command="ztgate policy")
     return compiled
-
-
-def _config_or_exit(path: Path) -> GatewayConfig:
-    try:
-        return load_config(path, os.environ)
-    except ConfigError as exc:
-        _fail(str(exc), _CANNOT_RUN)
 
 
 def _config_policy_or_exit(config: GatewayConfig) -> Policy:
@@ -287,11 +270,11 @@ def _config_policy_or_exit(config: GatewayConfig) -> Policy:
             return load_policy_file(config.policy)[0]
         return build_policy(config.policy, source="config policy")[0]
     except PolicyError as exc:
-        _fail(str(exc), _CANNOT_RUN)
+        fail(str(exc), CANNOT_RUN, command="ztgate policy")
 
 
 def _issuers(config_path: Path | None) -> Sequence[IssuerConfig] | None:
-    return None if config_path is None else _config_or_exit(config_path).identity.issuers
+    return None if config_path is None else config_or_exit(config_path).identity.issuers
 
 
 def _read_data(path: Path) -> Any:
@@ -382,7 +365,7 @@ def _print_explanation(explanation: Explanation, who: dict[str, Any], verbose: b
                     click.echo(f"           {unmet}")
             if part.not_considered:
                 click.echo(
-                    f"not considered: {_count(part.not_considered, 'rule')} for other "
+                    f"not considered: {count(part.not_considered, 'rule')} for other "
                     "endpoints or groups"
                 )
 
@@ -456,7 +439,7 @@ def _print_simulation(result: Simulation) -> None:
     )
     changed = len(result.changes)
     summary = (
-        f"{_count(result.considered, 'recorded request')} decided again: "
+        f"{count(result.considered, 'recorded request')} decided again: "
         f"{changed} would change"
         + (f" ({transitions})" if transitions else "")
         + f", {result.unchanged} unchanged"

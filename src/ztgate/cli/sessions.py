@@ -23,7 +23,8 @@ from ztgate.audit.replay_server import ReplayBook, ReplayUpstream
 from ztgate.audit.search import MAX_LIMIT, QueryError, parse_time
 from ztgate.audit.store.base import SessionQuery, SessionSummary, StoredRecording
 from ztgate.audit.views import session_document
-from ztgate.cli.store import CONFIG_OPTION, config_or_exit, fail, with_reader
+from ztgate.cli.common import CONFIG_OPTION, config_or_exit, fail
+from ztgate.cli.store import with_reader
 
 _STYLES: dict[str, dict[str, Any]] = {
     "header": {"fg": "cyan", "bold": True},

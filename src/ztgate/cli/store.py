@@ -8,11 +8,9 @@ a message that says so and what to do, never with a traceback.
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import click
 
@@ -20,37 +18,10 @@ from ztgate.audit.reader import AuditReader
 from ztgate.audit.sealing import SealError
 from ztgate.audit.store.base import AuditStore, StoreUnavailable
 from ztgate.audit.store.factory import SQLITE_PREFIX, open_store, sqlite_path
-from ztgate.config import ConfigError, GatewayConfig, load_config
-from ztgate.datapath.app import CONFIG_ENV
+from ztgate.cli.common import CONFIG_OPTION, config_or_exit, fail
+from ztgate.config import GatewayConfig
 
 T = TypeVar("T")
-
-# Exit codes of the audit commands: 0 as asked (verify: the chain is sound), 1 the answer is
-# "no" (verify: tampering; simulate: decisions would change), 2 the command could not run.
-WRONG = 1
-CANNOT_RUN = 2
-
-CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar=CONFIG_ENV,
-    help=f"The gateway's config file, as for `ztgate serve` (or set {CONFIG_ENV}).",
-)
-
-
-def fail(message: str, code: int = CANNOT_RUN) -> NoReturn:
-    click.echo(f"ztgate: {message}", err=True)
-    sys.exit(code)
-
-
-def config_or_exit(config_path: Path | None) -> GatewayConfig:
-    if config_path is None:
-        fail(f"no config file: pass --config PATH or set {CONFIG_ENV} (see docs/configuration.md)")
-    try:
-        return load_config(config_path, os.environ)
-    except ConfigError as exc:
-        fail(str(exc))
 
 
 def with_store(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
+from ztgate.cli.common import WRONG, fail
 from ztgate.cli.token_sources import (
     DEFAULT_GITHUB_AUDIENCE,
     DEFAULT_KUBERNETES_TOKEN_PATH,
@@ -140,7 +140,7 @@ def token(
         )
         click.echo(_cached(fetcher, cache))
     except TokenSourceError as exc:
-        _fail(str(exc))
+        fail_token(str(exc))
 
 
 def _refuse_options(kind: str, given: dict[str, str | None]) -> None:
@@ -172,7 +172,7 @@ def _client_credentials(
         raise click.UsageError(f"--from client-credentials needs --client-id or {CLIENT_ID_ENV}")
     secret = os.environ.get(CLIENT_SECRET_ENV, "")
     if not secret:
-        _fail(
+        fail_token(
             f"{CLIENT_SECRET_ENV} is not set: the client secret is read only from the "
             "environment, never from a flag"
         )
@@ -193,6 +193,5 @@ def _cached(source: CacheableSource, cache: TokenCache | None) -> str:
     return fresh
 
 
-def _fail(message: str) -> NoReturn:
-    click.echo(f"ztgate token: {message}", err=True)
-    sys.exit(1)
+def fail_token(message: str) -> NoReturn:
+    fail(message, WRONG, command="ztgate token")

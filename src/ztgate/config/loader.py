@@ -8,10 +8,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from ztgate.config.model import GatewayConfig
+from ztgate.config.problems import problems
+from ztgate.config.yamlfile import parse_yaml, read_yaml
 
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -39,11 +40,8 @@ class ConfigError(Exception):
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from exc
-    config = parse_config(text, environ=environ, source=str(path))
+    raw = read_yaml(path, "config file", ConfigError)
+    config = _config_from(raw, environ, str(path))
     if isinstance(config.policy, str) and not Path(config.policy).is_absolute():
         # A relative policy path is relative to the config file, not to the working directory.
         config = config.model_copy(update={"policy": str(Path(path).parent / config.policy)})
@@ -53,10 +51,10 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> G
 def parse_config(
     text: str, *, environ: Mapping[str, str] | None = None, source: str = "<config>"
 ) -> GatewayConfig:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
+    return _config_from(parse_yaml(text, source, ConfigError), environ, source)
+
+
+def _config_from(raw: Any, environ: Mapping[str, str] | None, source: str) -> GatewayConfig:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -108,11 +106,6 @@ def _join(path: str, key: str) -> str:
 
 
 def _describe(exc: ValidationError, source: str) -> str:
-    lines = [f"{source} is invalid:"]
-    for error in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling and docs/configuration.md)"
-        lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
+    unknown = "unknown key (check its spelling and docs/configuration.md)"
+    lines = problems(exc, unknown_key=unknown)
+    return "\n".join([f"{source} is invalid:", *(f"  {line}" for line in lines)])

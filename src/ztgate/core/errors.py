@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import orjson
 
+from ztgate.core.sse import frame
+
 
 class GatewayError(Exception):
     """An error the caller sees. ``message`` must never contain a token, a key or a body."""
@@ -97,4 +99,14 @@ def error_body(error_type: str, message: str, request_id: str) -> bytes:
 
 def error_event(error_type: str, message: str, request_id: str) -> bytes:
     """An SSE ``error`` event: how a stream that already started reports a failure."""
-    return b"event: error\ndata: " + error_body(error_type, message, request_id) + b"\n\n"
+    return frame("error", error_body(error_type, message, request_id))
+
+
+def answer_headers(body: bytes, request_id: str) -> list[tuple[bytes, bytes]]:
+    """The headers of every JSON answer ztgate writes itself, at every layer: its type, its
+    length, and the ``request-id`` clients log and quote."""
+    return [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"request-id", request_id.encode()),
+    ]

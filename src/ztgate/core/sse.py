@@ -1,4 +1,5 @@
-"""Server-sent events, split incrementally and kept byte-exact for relaying."""
+"""Server-sent events: split incrementally and kept byte-exact for relaying, and the one way
+ztgate writes an event of its own."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ class SSEEvent:
     raw: bytes
     event: str
     data: bytes
+
+
+def frame(name: str, data: bytes) -> bytes:
+    """An event as the API writes one: its ``event:`` line, one ``data:`` line, a blank line."""
+    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
 
 
 def parse_event(raw: bytes) -> SSEEvent:

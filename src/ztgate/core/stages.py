@@ -1,9 +1,8 @@
-"""The interfaces of the pipeline's pluggable stages.
+"""The interfaces of the pipeline's pluggable stages, which ``datapath/pipeline.py`` calls in
+this order (parsing, transforming, forwarding and relaying are the data path's own)::
 
-A request flows one way through them (see ``datapath/pipeline.py`` for the order)::
-
-    authenticate -> parse -> inspect -> decide -> review -> transform -> forward
-        -> relay (through the response filter) -> record
+    authenticate -> inspect -> decide -> protect -> review -> admit (quotas)
+        -> record (started) -> relay (through the response filter) -> record (finished)
 
 Each stage either lets the request go on, changes the context, or raises a
 :class:`~ztgate.core.errors.GatewayError` that ends it with an Anthropic-shaped answer.

@@ -46,7 +46,7 @@ import httptools
 
 from ztgate.config.model import ServerConfig
 from ztgate.core.context import new_request_id
-from ztgate.core.errors import error_body
+from ztgate.core.errors import answer_headers, error_body
 from ztgate.core.types import ASGIApp, Message
 from ztgate.datapath.body import TIMED_OUT
 
@@ -412,9 +412,7 @@ class HTTPProtocol(asyncio.Protocol):
         request_id = new_request_id()
         body = error_body(error_type, message, request_id)
         headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"request-id", request_id.encode()),
+            *answer_headers(body, request_id),
             (b"ztgate-request-id", request_id.encode()),
             (b"connection", b"close"),
         ]
@@ -631,17 +629,8 @@ class _Exchange:
     async def _internal_error(self) -> None:
         request_id = new_request_id()
         body = error_body("api_error", "internal error in the gateway", request_id)
-        await self.send(
-            {
-                "type": "http.response.start",
-                "status": 500,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"request-id", request_id.encode()),
-                ],
-            }
-        )
+        headers = answer_headers(body, request_id)
+        await self.send({"type": "http.response.start", "status": 500, "headers": headers})
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def receive(self) -> Message:

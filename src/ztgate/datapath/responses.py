@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from ztgate.core.context import RequestContext
-from ztgate.core.errors import GatewayError, error_body, error_event
+from ztgate.core.errors import GatewayError, answer_headers, error_body, error_event
 from ztgate.core.types import Headers, Send
-
-_JSON = (b"content-type", b"application/json")
 
 
 class Responder:
@@ -55,7 +53,7 @@ class Responder:
                 await self.events([error_event(exc.error_type, exc.message, self._ctx.request_id)])
                 await self.body(b"", more=False)
             return
-        headers = [_JSON, (b"request-id", self._ctx.request_id.encode()), *exc.headers()]
-        await self.whole(
-            exc.status, headers, error_body(exc.error_type, exc.message, self._ctx.request_id)
-        )
+        body = error_body(exc.error_type, exc.message, self._ctx.request_id)
+        headers = [*answer_headers(body, self._ctx.request_id), *exc.headers()]
+        await self.start(exc.status, headers)
+        await self.body(body, more=False)

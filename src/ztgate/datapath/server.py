@@ -11,9 +11,12 @@ from typing import Any
 
 import uvicorn
 
-from ztgate.config import GatewayConfig
-from ztgate.datapath.app import CONFIG_ENV, Gateway
+from ztgate.config import GatewayConfig, load_config
+from ztgate.datapath.app import Gateway
+from ztgate.datapath.logs import configure_logging
 from ztgate.datapath.protocol import Limits, protocol_factory
+
+CONFIG_ENV = "ZTGATE_CONFIG"
 
 # File descriptors kept for what is not a client connection: the store, the IdP, logs.
 _RESERVED_FILES = 64
@@ -73,7 +76,7 @@ def serve(config: GatewayConfig, config_path: Path | None, workers: int) -> None
     # Each worker process builds its own Gateway from the same file.
     os.environ[CONFIG_ENV] = str(config_path.resolve())
     uvicorn.run(
-        "ztgate.datapath.app:create_app",
+        "ztgate.datapath.server:create_app",
         factory=True,
         workers=workers,
         **_uvicorn_options(config),
@@ -90,3 +93,13 @@ def in_process_server(config: GatewayConfig) -> tuple[uvicorn.Server, socket.soc
     sock.bind((config.listen_host, config.listen_port))
     server = uvicorn.Server(uvicorn.Config(Gateway(config), **_uvicorn_options(config)))
     return server, sock
+
+
+def create_app() -> Gateway:
+    """Factory for ``uvicorn --factory`` and ``--workers``: the config path comes from the env."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise RuntimeError(f"{CONFIG_ENV} is not set")
+    config = load_config(path)
+    configure_logging(config.logging.level)  # a spawned worker inherits no logging setup
+    return Gateway(config)

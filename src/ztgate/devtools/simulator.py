@@ -39,6 +39,8 @@ from typing import Any, Final, TypeVar
 import orjson
 from aiohttp import web
 
+from ztgate.core.sse import frame
+
 __all__ = [
     "DEFAULT_API_KEY",
     "DELTA_CHARS_HEADER",
@@ -183,7 +185,7 @@ def _error_response(exc: _ApiError, request_id: str) -> web.Response:
 
 def _sse_frame(name: str, data: JSONObject) -> bytes:
     """Frame one event exactly as the API does: `event:` line, `data:` line, blank line."""
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return frame(name, orjson.dumps(data))
 
 
 _ID_ALPHABET: Final = string.ascii_letters + string.digits

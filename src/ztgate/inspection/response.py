@@ -31,7 +31,7 @@ import orjson
 from ztgate.core.context import RequestContext, StreamEnd
 from ztgate.core.errors import GatewayError
 from ztgate.core.maskplan import MaskPlan
-from ztgate.core.sse import SSEEvent
+from ztgate.core.sse import SSEEvent, frame
 from ztgate.core.texts import Kind
 from ztgate.inspection.masking import AppliedFinding, count_masked, mask_text
 from ztgate.inspection.pseudonyms import PseudonymVault
@@ -57,7 +57,7 @@ def _json_string(value: str) -> str:
 
 
 def _event_bytes(name: str, data: Any) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return frame(name, orjson.dumps(data))
 
 
 def _delta_event(index: int, key: str, text: str) -> bytes:

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from ztgate.config.problems import dotted, problems
 from ztgate.config.yamlfile import read_yaml
 
 _IDENTITY_KEYS = frozenset({"issuer", "subject", "groups", "scopes", "claims"})
@@ -171,30 +172,22 @@ def _case_label(cases: Sequence[Any], index: int) -> str:
     return f"cases[{index}] {name!r}" if isinstance(name, str) else f"cases[{index}]"
 
 
+_UNKNOWN_KEY = "unknown key (see docs/policy.md)"
+
+
 def _errors(exc: ValidationError, data: Mapping[str, Any], skip: set[tuple[Any, ...]]) -> list[str]:
     found = data.get("cases")
     cases = found if isinstance(found, list) else []
-    lines = []
-    for error in exc.errors(include_url=False, include_input=False):
-        loc = list(error["loc"])
+
+    def locate(loc: Sequence[Any]) -> str | None:
+        """A case by its name; an unknown identity name is already reported."""
         if tuple(loc[:3]) in skip:
-            continue  # already reported as an unknown identity name
+            return None
         if len(loc) >= 2 and loc[0] == "cases" and isinstance(loc[1], int):
-            where = _case_label(cases, loc[1]) + ": " + (_dotted(loc[2:]) or "(the case)")
-        else:
-            where = _dotted(loc) or "(top level)"
-        lines.append(f"{where}: {_message(error)}")
-    return lines
+            return _case_label(cases, loc[1]) + ": " + (dotted(loc[2:]) or "(the case)")
+        return dotted(loc) or "(top level)"
 
-
-def _dotted(loc: Sequence[Any]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
-def _message(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown key (see docs/policy.md)"
-    return str(error["msg"]).removeprefix("Value error, ")
+    return problems(exc, unknown_key=_UNKNOWN_KEY, locate=locate)
 
 
 def parse_identity(data: Any, *, source: str = "<identity>") -> IdentitySpec:
@@ -212,8 +205,6 @@ def _validate(model: type[_Model], data: Any, source: str) -> _Model:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            f"  {_dotted(e['loc']) or '(top level)'}: {_message(e)}"
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise CaseError("\n".join([f"{source} is invalid:", *lines])) from None
+        lines = problems(exc, unknown_key=_UNKNOWN_KEY)
+        message = "\n".join([f"{source} is invalid:", *(f"  {line}" for line in lines)])
+        raise CaseError(message) from None

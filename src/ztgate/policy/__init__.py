@@ -1,1 +1,3 @@
-"""What callers may ask for: decisions over plain request data, with no I/O."""
+"""What callers may ask for: the policy document and its loading, the pure engine that decides
+over plain request facts, the live reloadable policy, quotas (the one part with I/O: counters
+in memory or Redis), and the decide stage."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from ztgate.config.problems import dotted, problems
 from ztgate.config.yamlfile import read_yaml
 from ztgate.policy.document import ENDPOINTS, Conditions, PolicyDocument, Rule
 from ztgate.policy.engine import Policy
@@ -75,19 +76,18 @@ def _check_detectors(document: PolicyDocument, known: set[str], source: str) -> 
 def _describe(exc: ValidationError, data: Mapping[str, Any], source: str) -> str:
     found = data.get("rules")
     rules = found if isinstance(found, list) else []
-    lines = [f"{source} is invalid:"]
-    for error in exc.errors(include_url=False, include_input=False):
-        loc = list(error["loc"])
-        where = ".".join(str(p) for p in loc) or "(top level)"
+
+    def locate(loc: Sequence[Any]) -> str:
+        """A rule by its id, where it has one."""
         if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int) and loc[1] < len(rules):
             rule = rules[loc[1]]
             rule_id = rule.get("id") if isinstance(rule, Mapping) else None
-            where = f"rule {rule_id!r}: " + ".".join(str(p) for p in loc[2:]) if rule_id else where
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key (see docs/policy.md)"
-        lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
+            if rule_id:
+                return f"rule {rule_id!r}: " + dotted(loc[2:])
+        return dotted(loc) or "(top level)"
+
+    lines = problems(exc, unknown_key="unknown key (see docs/policy.md)", locate=locate)
+    return "\n".join([f"{source} is invalid:", *(f"  {line}" for line in lines)])
 
 
 def _set_conditions(when: Conditions) -> set[str]:

@@ -1,0 +1,127 @@
+"""The composition root: every stage built from the config, wired into one pipeline, started
+and stopped together; and whether all of it is ready to serve."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ztgate.admin.app import AdminApp
+from ztgate.audit.access_log import AccessLog
+from ztgate.audit.store.base import AuditStore
+from ztgate.audit.trail import AuditTrail
+from ztgate.config import GatewayConfig
+from ztgate.datapath.containers import ContainerOwners
+from ztgate.datapath.pipeline import Pipeline, Stages
+from ztgate.datapath.upstream import UpstreamClient
+from ztgate.identity.verifier import TokenVerifier
+from ztgate.inspection.inspector import inspector_from_config
+from ztgate.policy.decider import PolicyDecider
+from ztgate.policy.quotas import Quotas, quotas_from_url
+from ztgate.policy.source import PolicySource
+from ztgate.review.unavailable import ReviewUnavailable
+
+log = logging.getLogger("ztgate")
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether the parts a request needs are up: the issuers' keys and the audit store."""
+
+    verifier: TokenVerifier
+    trail: AuditTrail
+    policy: PolicySource
+
+    async def not_ready(self) -> list[str]:
+        """Why the gateway cannot serve, for anyone who asks (a load balancer, a probe): what
+        an operator can act on, never what the configuration holds. The details (issuers,
+        keys, policy, store) are in the log and on the admin API's ``/status``."""
+        reasons = []
+        if not self.verifier.ready:
+            reasons.append("no signing keys loaded yet from an identity provider (see the log)")
+        if not (await self.trail.status())["ready"]:
+            reasons.append("the audit store cannot be written (see the log)")
+        return reasons
+
+    async def status_report(self) -> dict[str, Any]:
+        """Readiness in detail, for the admin API: each issuer, the policy, the store."""
+        reasons = await self.not_ready()
+        return {
+            "status": "not ready" if reasons else "ready",
+            "reasons": reasons,
+            "issuers": self.verifier.status(),
+            "policy": self.policy.status(),
+            "audit": await self.trail.status(),
+        }
+
+
+@dataclass
+class Runtime:
+    """What a running gateway holds; built inside the event loop at start-up."""
+
+    http: aiohttp.ClientSession
+    verifier: TokenVerifier
+    upstream: UpstreamClient
+    quotas: Quotas
+    pipeline: Pipeline
+    tasks: list[asyncio.Task[None]]
+    trail: AuditTrail
+    admin: AdminApp
+    readiness: Readiness
+
+    @classmethod
+    async def start(
+        cls, config: GatewayConfig, policy: PolicySource, store: AuditStore | None
+    ) -> Runtime:
+        """No audit, no start: the store must be reachable and migrated, the key loaded."""
+        trail = await AuditTrail.open(config, store)
+        http = aiohttp.ClientSession()
+        verifier = TokenVerifier.from_config(config.identity, http)
+        verifier.on_key_refresh_failure(trail.key_refresh_failed)
+        policy.on_reload = trail.policy_reloaded
+        upstream = UpstreamClient(config.upstream)
+        quotas = quotas_from_url(config.quotas.redis_url)
+        await verifier.start()
+        stages = Stages(
+            authenticator=verifier,
+            inspector=inspector_from_config(config.inspection),
+            decider=PolicyDecider(policy),
+            reviewer=ReviewUnavailable(),
+            recorder=trail.recorder(AccessLog()),
+            quotas=quotas,
+            containers=ContainerOwners(),
+        )
+        pipeline = Pipeline(stages, upstream, config.server)
+        policy.log_warnings()
+        tasks = [asyncio.create_task(policy.watch())]
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # SIGHUP reloads the policy; only possible in the main thread (not in tests' threads)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, policy.reload)
+        readiness = Readiness(verifier, trail, policy)
+        admin = AdminApp.from_config(config, trail.store, verifier, readiness.status_report)
+        log.info(
+            "ztgate started",
+            extra={
+                "event": "started",
+                "listen": config.listen,
+                "upstream": config.upstream.url,
+                "issuers": verifier.status(),
+            },
+        )
+        return cls(http, verifier, upstream, quotas, pipeline, tasks, trail, admin, readiness)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.quotas.close()
+        await self.verifier.close()
+        await self.upstream.close()
+        await self.http.close()
+        await self.trail.close()
