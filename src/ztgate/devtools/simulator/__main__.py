@@ -1,0 +1,3 @@
+from ztgate.devtools.simulator.server import main
+
+main()
