@@ -210,7 +210,7 @@ def test_search_table(shared: FilledStore) -> None:
     lines = run.stdout.splitlines()
     assert lines[0].split() == [
         *("TIME", "(UTC)", "SEQ", "PRINCIPAL", "WHAT"),
-        *("MODEL", "DECISION", "STATUS", "FINDINGS"),
+        *("MODEL", "DECISION", "STATUS", "FINDINGS", "REQUEST"),
     ]
     crashed = next(line for line in lines if shared.filled.request_ids["crashed"] in line)
     assert "allow (dev-any)" in crashed

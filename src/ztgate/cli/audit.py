@@ -23,7 +23,7 @@ from ztgate.audit.search import DECISIONS, KINDS, QueryError, build_query, parse
 from ztgate.audit.signing import SigningKey, key_id, load_public_key, load_signing_key
 from ztgate.audit.store.base import AuditStore
 from ztgate.audit.views import event_document, iso_time, verify_document
-from ztgate.cli.common import CONFIG_OPTION, WRONG, config_or_exit, count, fail
+from ztgate.cli.common import CONFIG_OPTION, WRONG, config_or_exit, count, echo_table, fail
 from ztgate.cli.store import with_reader
 from ztgate.config import ConfigError
 
@@ -168,31 +168,40 @@ def search(config_path: Path | None, limit: int, output: str, **filters: str | N
     _print_table(found)
 
 
-_COLUMNS = ("TIME (UTC)", "SEQ", "PRINCIPAL", "WHAT", "MODEL", "DECISION", "STATUS", "FINDINGS")
+_COLUMNS = (
+    "TIME (UTC)",
+    "SEQ",
+    "PRINCIPAL",
+    "WHAT",
+    "MODEL",
+    "DECISION",
+    "STATUS",
+    "FINDINGS",
+    "REQUEST",
+)
 
 
 def _print_table(found: list[dict[str, Any]]) -> None:
     if not found:
         click.echo("no matching events")
         return
-    rows = [_row(document) for document in found]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_COLUMNS)]
-    click.echo(click.style(_line(_COLUMNS, widths), bold=True))
-    for row, document in zip(rows, found, strict=True):
-        click.echo(_line(row, widths) + "  " + (document["request_id"] or ""))
+    echo_table(_COLUMNS, [_row(document) for document in found])
     click.echo(f"{count(len(found), 'event')}")
-
-
-def _line(cells: tuple[str, ...] | list[str], widths: list[int]) -> str:
-    return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
 
 
 def _row(document: dict[str, Any]) -> list[str]:
     data = document["data"] or {}
     time_text = document["time"].replace("T", " ").removesuffix("Z")[:19]
+    principal = document["principal"] or ""
+    request_id = document["request_id"] or ""
+    if document["kind"] == "review" and data:
+        # Who did what to which review: "review approve rev_...", and the state it left.
+        what = f"review {data.get('action', '')} {data.get('review_id', '')}"
+        state = str(data.get("state", ""))
+        return [time_text, str(document["seq"]), principal, what, "", "", state, "", request_id]
     if document["kind"] != "request":
-        what = document["kind"]
-        return [time_text, str(document["seq"]), document["principal"] or "", what, "", "", "", ""]
+        kind = document["kind"]
+        return [time_text, str(document["seq"]), principal, kind, "", "", "", "", request_id]
     decision = data.get("decision") or {}
     effect = decision.get("effect", "")
     if decision.get("rule_ids"):
@@ -211,12 +220,13 @@ def _row(document: dict[str, Any]) -> list[str]:
     return [
         time_text,
         str(document["seq"]),
-        document["principal"] or "",
+        principal,
         what or ("(purged)" if document["purged"] else ""),
         data.get("model") or "",
         effect,
         status,
         findings,
+        request_id,
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -45,3 +46,15 @@ def config_or_exit(config_path: Path | None, *, starting: bool = False) -> Gatew
 def count(n: int, noun: str) -> str:
     """``1 warning``, ``2 warnings``."""
     return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def echo_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Rows under a bold header, each column as wide as its widest cell."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    click.echo(click.style(line(header), bold=True))
+    for row in rows:
+        click.echo(line(row))

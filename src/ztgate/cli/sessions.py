@@ -23,7 +23,7 @@ from ztgate.audit.replay_server import ReplayBook, ReplayUpstream
 from ztgate.audit.search import MAX_LIMIT, QueryError, parse_time
 from ztgate.audit.store.base import SessionQuery, SessionSummary, StoredRecording
 from ztgate.audit.views import session_document
-from ztgate.cli.common import CONFIG_OPTION, config_or_exit, fail
+from ztgate.cli.common import CONFIG_OPTION, config_or_exit, echo_table, fail
 from ztgate.cli.store import with_reader
 
 _STYLES: dict[str, dict[str, Any]] = {
@@ -100,13 +100,7 @@ def list_sessions(
         )
         for s in found
     ]
-    header = ("SESSION", "PRINCIPAL", "STARTED (UTC)", "SPAN", "REQUESTS")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    click.echo(
-        click.style("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), bold=True)
-    )
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    echo_table(("SESSION", "PRINCIPAL", "STARTED (UTC)", "SPAN", "REQUESTS"), rows)
 
 
 @click.command(short_help="Replay a recorded session, or serve it as an upstream.")

@@ -10,6 +10,7 @@ from typing import NoReturn
 import click
 
 from ztgate.cli.common import WRONG, fail
+from ztgate.cli.http import HttpError
 from ztgate.cli.token_sources import (
     DEFAULT_GITHUB_AUDIENCE,
     DEFAULT_KUBERNETES_TOKEN_PATH,
@@ -18,7 +19,6 @@ from ztgate.cli.token_sources import (
     GitHubActionsSource,
     TokenCache,
     TokenCacheError,
-    TokenSourceError,
     kubernetes_token,
     read_token_file,
 )
@@ -139,7 +139,7 @@ def token(
             None if no_cache else TokenCache(cache_dir or TokenCache.default_directory(os.environ))
         )
         click.echo(_cached(fetcher, cache))
-    except TokenSourceError as exc:
+    except HttpError as exc:
         fail_token(str(exc))
 
 

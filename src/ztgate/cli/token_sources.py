@@ -2,7 +2,8 @@
 
 This is the caller's side of the gateway. Nothing here verifies a token (the gateway does);
 a token's ``exp`` is read unverified only to decide how long a cached copy may be reused.
-Every failure is a :class:`TokenSourceError` whose message is for a person and never holds a
+Every failure is an :class:`HttpError` (a :class:`TokenSourceError` when the source itself
+refuses) whose message is for a person and never holds a
 secret or a token; a cache that cannot be written is a :class:`TokenCacheError`, which a
 caller may treat as a warning since the token itself was had.
 """
@@ -13,13 +14,11 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import ipaddress
 import os
 import re
 import stat
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,8 @@ from urllib.parse import quote_plus, urlencode, urlsplit
 import aiohttp
 import orjson
 
-HTTP_TIMEOUT_SECONDS = 10.0
+from ztgate.cli.http import HttpError, client_session, one_line, request_json, require_secure_url
+
 DEFAULT_KUBERNETES_TOKEN_PATH = Path("/var/run/secrets/tokens/ztgate")
 DEFAULT_GITHUB_AUDIENCE = "ztgate"
 GITHUB_REQUEST_URL_ENV = "ACTIONS_ID_TOKEN_REQUEST_URL"
@@ -37,13 +37,11 @@ GITHUB_REQUEST_TOKEN_ENV = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"  # noqa: S105 - a va
 CACHE_MARGIN_SECONDS = 60.0
 CACHE_MARGIN_FRACTION = 0.1
 
-_MAX_BODY_BYTES = 1 << 20
 _MAX_TOKEN_BYTES = 64 << 10
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # one printable line: it is printed for a shell to read
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]+")
 
 
-class TokenSourceError(Exception):
+class TokenSourceError(HttpError):
     """No token could be had. The message is one line for a person, free of secrets."""
 
 
@@ -135,12 +133,18 @@ class GitHubActionsSource:
 
     async def fetch(self) -> str:
         url = self.token_request_url()
-        _require_secure_url(url, GITHUB_REQUEST_URL_ENV)
+        require_secure_url(url, GITHUB_REQUEST_URL_ENV)
         what = f"GitHub Actions OIDC token request to {urlsplit(url).netloc}"
         headers = {"Authorization": f"bearer {self.request_token}", "Accept": "application/json"}
-        async with _session() as session:
-            answer = await _request_json(
-                session, "GET", url, what=what, headers=headers, secrets=[self.request_token]
+        async with client_session() as session:
+            answer = await request_json(
+                session,
+                "GET",
+                url,
+                what=what,
+                headers=headers,
+                secrets=[self.request_token],
+                explain=_oauth_error,
             )
         return _checked_token(answer.get("value"), what)
 
@@ -160,7 +164,7 @@ class ClientCredentialsSource:
     audience: str | None = None  # Auth0 and others ask for this instead of a resource
 
     def __post_init__(self) -> None:
-        _require_secure_url(self.issuer, "the issuer")
+        require_secure_url(self.issuer, "the issuer")
         if not self.client_id:
             raise TokenSourceError("no client id")
         if not self.client_secret:
@@ -180,24 +184,27 @@ class ClientCredentialsSource:
         )
 
     async def fetch(self) -> str:
-        async with _session() as session:
+        async with client_session() as session:
             endpoint = await self._token_endpoint(session)
             what = f"token endpoint {endpoint}"
-            answer = await _request_json(
+            answer = await request_json(
                 session,
                 "POST",
                 endpoint,
                 what=what,
                 headers={"Authorization": self._basic_auth(), "Accept": "application/json"},
-                data=self._form(),
+                form=self._form(),
                 secrets=[self.client_secret],
+                explain=_oauth_error,
             )
         return _checked_token(answer.get("access_token"), what)
 
     async def _token_endpoint(self, session: aiohttp.ClientSession) -> str:
         url = f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
         what = f"OIDC discovery at {url}"
-        document = await _request_json(session, "GET", url, what=what, headers={}, secrets=[])
+        document = await request_json(
+            session, "GET", url, what=what, headers={}, secrets=[], explain=_oauth_error
+        )
         named = document.get("issuer")
         if not isinstance(named, str) or named.rstrip("/") != self.issuer.rstrip("/"):
             # OIDC Discovery 4.3: a document for another issuer is a mix-up, not a detail.
@@ -205,7 +212,7 @@ class ClientCredentialsSource:
         endpoint = document.get("token_endpoint")
         if not isinstance(endpoint, str) or not endpoint:
             raise TokenSourceError(f"{what}: the document has no token_endpoint")
-        _require_secure_url(endpoint, "the token endpoint")
+        require_secure_url(endpoint, "the token endpoint")
         return endpoint
 
     def _basic_auth(self) -> str:
@@ -355,90 +362,6 @@ def _checked_token(value: object, what: str) -> str:
     return token
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _require_secure_url(url: str, what: str) -> None:
-    """https, or plain http on loopback only: tokens and secrets never cross a network in clear."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not host or parts.scheme not in ("https", "http"):
-        raise TokenSourceError(f"{what} is not an http(s) URL: {url!r}")
-    if parts.scheme == "http" and not _is_loopback(host):
-        raise TokenSourceError(f"{what} must use https (plain http only on loopback): {url!r}")
-
-
-def _session() -> aiohttp.ClientSession:
-    # Not trust_env: aiohttp would then also read ~/.netrc, whose credentials clash with ours.
-    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS))
-
-
-def _proxy_for(url: str) -> str | None:
-    """HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment, as curl honours them."""
-    host = urlsplit(url).hostname or ""
-    if _is_loopback(host) or bool(urllib.request.proxy_bypass(host)):
-        return None
-    return urllib.request.getproxies_environment().get(urlsplit(url).scheme)
-
-
-async def _request_json(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    *,
-    what: str,
-    headers: Mapping[str, str],
-    secrets: Collection[str],
-    data: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """One HTTP exchange whose answer must be a 2xx JSON object; redirects are not followed."""
-    try:
-        async with session.request(
-            method,
-            url,
-            headers=dict(headers),
-            data=dict(data) if data is not None else None,
-            allow_redirects=False,  # credentials go only where they were meant to
-            proxy=_proxy_for(url),
-        ) as response:
-            status = response.status
-            body = await _read_limited(response)
-    except TimeoutError:
-        raise TokenSourceError(f"{what}: no answer within {HTTP_TIMEOUT_SECONDS:g} s") from None
-    except aiohttp.ClientError as exc:
-        reason = _one_line(str(exc) or type(exc).__name__, ())  # headers are never in it
-        raise TokenSourceError(f"{what} failed: {reason}") from None
-    document = _json_object(body)
-    if not 200 <= status < 300:
-        raise TokenSourceError(f"{what}: HTTP {status}{_oauth_error(document, secrets)}")
-    if document is None:
-        raise TokenSourceError(f"{what}: the answer is not a JSON object")
-    return document
-
-
-async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(64 << 10):
-        body += chunk
-        if len(body) > _MAX_BODY_BYTES:
-            raise TokenSourceError(f"the answer from {response.url.host} is too large")
-    return bytes(body)
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        document = orjson.loads(body)
-    except ValueError:
-        return None
-    return document if isinstance(document, dict) else None
-
-
 def _oauth_error(document: Mapping[str, Any] | None, secrets: Collection[str]) -> str:
     """``: error: description`` from an RFC 6749 5.2 error answer, cleaned for one line."""
     if document is None or not isinstance(document.get("error"), str):
@@ -447,13 +370,4 @@ def _oauth_error(document: Mapping[str, Any] | None, secrets: Collection[str]) -
     description = document.get("error_description")
     if isinstance(description, str) and description:
         text = f"{text}: {description}"
-    return f": {_one_line(text, secrets)}"
-
-
-def _one_line(text: str, secrets: Collection[str]) -> str:
-    # An IdP may echo what it was sent; whatever it says, the secret is not repeated here.
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    text = _UNPRINTABLE.sub(" ", text).strip()
-    return text if len(text) <= 300 else text[:297] + "..."
+    return f": {one_line(text, secrets)}"
