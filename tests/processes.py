@@ -56,8 +56,11 @@ class GatewayProcesses:
         self._workdir = workdir
         self.processes: list[subprocess.Popen[str]] = []
 
-    def config(self, port: int, extra: str = ALLOW_ALL) -> Path:
+    def config(self, port: int, extra: str = ALLOW_ALL, store: str | None = None) -> Path:
+        """A gateway's config; its audit store is its own SQLite file unless ``store`` (a URL)
+        is given: gateways that share one act as replicas, or as one gateway restarted."""
         path = self._workdir / f"ztgate-{port}.yaml"
+        store = store or f"sqlite:///{self._workdir}/audit-{port}.db"
         path.write_text(
             f'listen: "127.0.0.1:{port}"\n'
             "upstream:\n"
@@ -71,14 +74,16 @@ class GatewayProcesses:
             "server:\n"
             "  graceful_shutdown: 10s\n"
             "store:\n"
-            f'  url: "sqlite:///{self._workdir}/audit-{port}.db"\n' + extra
+            f'  url: "{store}"\n' + extra
         )
         return path
 
-    def start(self, *args: str, extra: str = ALLOW_ALL) -> tuple[subprocess.Popen[str], str]:
+    def start(
+        self, *args: str, extra: str = ALLOW_ALL, store: str | None = None
+    ) -> tuple[subprocess.Popen[str], str]:
         port = free_port()
         process = subprocess.Popen(
-            [*ZTGATE, "serve", "--config", str(self.config(port, extra)), *args],
+            [*ZTGATE, "serve", "--config", str(self.config(port, extra, store)), *args],
             env={**os.environ, "SIM_KEY": SIMULATOR_KEY},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -31,7 +31,7 @@ def test_migrate_creates_the_schema_once(backend: str, tmp_path: Path) -> None:
 def _migrate_twice(tmp_path: Path, url: str) -> None:
     config = _config(tmp_path, url)
     first = ztgate("store", "migrate", "--config", config)
-    assert (first.code, first.stdout) == (0, "applied 0001_audit\n")
+    assert (first.code, first.stdout) == (0, "applied 0001_audit\napplied 0002_reviews\n")
     again = ztgate("store", "migrate", "--config", config)
     assert (again.code, again.stdout) == (0, "the schema is up to date\n")
     empty = ztgate("audit", "verify", "--config", config)

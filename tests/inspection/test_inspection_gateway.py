@@ -19,7 +19,12 @@ AWS_KEY = "AKIAQYLPMN5HHHFPZAM2"
 POLICY = {
     "rules": [
         {"id": "everyone", "effect": "allow", "when": {"tools": ["*"]}},
-        {"id": "cards-need-review", "effect": "review", "when": {"findings": ["payment_card"]}},
+        {
+            "id": "cards-need-review",
+            "effect": "review",
+            "when": {"findings": ["payment_card"]},
+            "review": {"approvers": ["payments-leads"], "wait": "async"},
+        },
         {
             "id": "no-cloud-keys",
             "effect": "deny",

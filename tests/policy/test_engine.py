@@ -762,6 +762,28 @@ def test_deny_anywhere_in_a_batch_beats_an_earlier_review() -> None:
     assert reviewed.reason == "batch request 'r1': this rule requires human review"
 
 
+def test_a_batch_under_review_needs_every_rule_that_asked_and_keeps_every_mask() -> None:
+    """An approved batch runs every request in it: the review asks each rule that fired in any
+    of them, and the masks and caps of the allowed ones still apply."""
+    opus = {"id": "opus", "when": {"models": ["claude-opus-*"]}, "effect": "review",
+            "review": {"approvers": ["finance"]}}  # fmt: skip
+    bash = {"id": "bash", "when": {"tools": ["bash_*"]}, "effect": "review",
+            "review": {"approvers": ["security"]}}  # fmt: skip
+    masked = {**BATCH_ALLOW, "mask": {"detectors": {"email": "redact"}}}
+    requests = batch(
+        inner("r1", model="claude-opus-4-5"), inner("r2", tools=["bash_20250124"]), inner("r3")
+    )
+    decision = policy(masked, opus, bash).decide(requests)
+    assert decision.effect is Effect.REVIEW
+    assert decision.reason == "batch request 'r1': this rule requires human review"
+    assert [(r.rule_id, r.approvers) for r in decision.reviews] == [
+        ("opus", frozenset({"finance"})),
+        ("bash", frozenset({"security"})),
+    ]
+    assert decision.mask is not None
+    assert decision.mask.by_detector == {"email": "redact"}
+
+
 def test_the_batch_itself_can_be_denied_without_a_label() -> None:
     ci_batches = {
         "id": "ci-no-batches",

@@ -97,7 +97,12 @@ POLICY: dict[str, Any] = {
             "when": {"groups": ["platform"], "skills": ["*"], "tools": ["*"], "mcp_servers": ["*"]},
             "effect": "allow",
         },
-        {"id": "opus-needs-approval", "when": {"models": ["claude-opus-*"]}, "effect": "review"},
+        {
+            "id": "opus-needs-approval",
+            "when": {"models": ["claude-opus-*"]},
+            "effect": "review",
+            "review": {"approvers": ["security"], "wait": "async"},
+        },
         {
             "id": "quota-probe",
             "when": {"principals": ["demo/quota-*"], "models": ["claude-haiku-*"]},
@@ -108,6 +113,8 @@ POLICY: dict[str, Any] = {
 }
 RULE_IDS = frozenset(rule["id"] for rule in POLICY["rules"])
 NO_RULE = "denied by policy: no rule allows this request"
+# async: refused at once, naming the review and where to approve it
+NEEDS_APPROVAL = "(rule opus-needs-approval: this rule requires human review); approve it at"
 
 
 @pytest.fixture(scope="module")
@@ -306,9 +313,9 @@ CASES = [
         PLATFORM,
         beta(mcp_servers=[{**MCP_SERVER, "url": "https://mcp.other.test/sse"}], betas=[MCP_BETA]),
     ),
-    Case("platform-opus", PLATFORM, beta(OPUS), message="human approval (rule opus-needs-approval"),
+    Case("platform-opus", PLATFORM, beta(OPUS), message=NEEDS_APPROVAL),
     # review outranks the default: a request no rule allows still goes to a human
-    Case("ci-opus", CI, beta(OPUS), message="human approval (rule opus-needs-approval"),
+    Case("ci-opus", CI, beta(OPUS), message=NEEDS_APPROVAL),
     Case("nobody-group", ("marketing",), haiku(), message=NO_RULE),
 ]
 

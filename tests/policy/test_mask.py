@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from tests.policy.test_engine import batch, inner, policy, request
 from ztgate.core.findings import Finding
-from ztgate.policy.loader import PolicyError, build_policy
+from ztgate.policy.loader import PolicyError, Serving, build_policy
 
 EMAIL = Finding("email", "pii", "EMAIL", 0, 1)
 JWT = Finding("jwt", "secret", "JWT", 0, 1)
@@ -109,8 +109,8 @@ def test_unknown_detectors_are_errors_when_the_gateway_knows_its_detectors() -> 
     }
     build_policy(document)  # without the catalogue (``ztgate policy check``): shape only
     with pytest.raises(PolicyError) as info:
-        build_policy(document, detectors={"email", "payment_card"})
+        build_policy(document, serving=Serving(frozenset({"email", "payment_card"})))
     assert "rule 'r': unknown detector 'emial'" in str(info.value)
     assert "rule 'f': unknown detector 'credit_card'" in str(info.value)
     with pytest.raises(PolicyError, match="switched off"):
-        build_policy(document, detectors=frozenset())
+        build_policy(document, serving=Serving(frozenset()))

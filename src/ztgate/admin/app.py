@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 
 from ztgate.admin.openapi import openapi_document
-from ztgate.admin.routes import AdminRoute, match
+from ztgate.admin.reviews import Caller, ReviewsAPI
+from ztgate.admin.routes import PREFIX, AdminRoute, match
 from ztgate.audit.reader import AuditReader
 from ztgate.audit.sealing import SealError
 from ztgate.audit.search import QueryError, build_query, parse_time
@@ -43,12 +45,37 @@ from ztgate.core.identity import Identity
 from ztgate.core.stages import Authenticator
 from ztgate.core.types import Receive, Scope, Send
 from ztgate.identity.credentials import extract_credential
+from ztgate.review.rules import Verdict
+from ztgate.review.service import ReviewService
 
 log = logging.getLogger("ztgate.admin")
 
-_Handler = Callable[[dict[str, str], dict[str, str]], Awaitable[Any]]
+SLACK_PATH = PREFIX + "/reviews/slack"
+
+_Handler = Callable[["Call"], Awaitable[Any]]
+_MAX_BODY = 64 * 1024
 StatusReport = Callable[[], Awaitable[dict[str, Any]]]
 _SESSION_FILTERS = ("principal", "since", "until", "limit")
+
+
+def _is_admin(identity: Identity, config: AdminConfig) -> bool:
+    return not identity.groups.isdisjoint(config.groups)
+
+
+async def _body(receive: Receive) -> bytes:
+    """A POST's body: small JSON (a reason) or Slack's form; larger is refused."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidRequest("the caller left before sending its body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > _MAX_BODY:
+            raise InvalidRequest(f"the body is larger than {_MAX_BODY} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def authorise(identity: Identity, config: AdminConfig) -> None:
@@ -64,6 +91,16 @@ def authorise(identity: Identity, config: AdminConfig) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One admin call, authenticated and routed."""
+
+    caller: Caller
+    parameters: dict[str, str]
+    query: dict[str, str]
+    body: bytes
+
+
 class AdminApp:
     def __init__(
         self,
@@ -71,12 +108,14 @@ class AdminApp:
         authenticator: Authenticator,
         config: AdminConfig,
         status: StatusReport | None = None,
+        reviews: ReviewsAPI | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.reader = reader
         self._authenticator = authenticator
         self._config = config
         self._status = status
+        self._reviews = reviews
         self._clock = clock
         self._handlers: dict[str, _Handler] = {
             "search_events": self._search_events,
@@ -86,6 +125,11 @@ class AdminApp:
             "list_sessions": self._list_sessions,
             "get_session": self._get_session,
             "get_status": self._get_status,
+            "list_reviews": self._list_reviews,
+            "get_review": self._get_review,
+            "approve_review": self._approve_review,
+            "deny_review": self._deny_review,
+            "cancel_review": self._cancel_review,
             "openapi": self._openapi,
         }
 
@@ -96,11 +140,14 @@ class AdminApp:
         store: AuditStore,
         authenticator: Authenticator,
         status: StatusReport | None = None,
+        reviews: ReviewService | None = None,
     ) -> AdminApp:
         """The admin API over the gateway's store, with its recording and signing keys, its
-        token verifier and the gateway's readiness in detail. ValueError when the configured
-        signing key cannot be read."""
-        return cls(AuditReader.from_config(config, store), authenticator, config.admin, status)
+        token verifier, the gateway's readiness in detail and its reviews. ValueError when the
+        configured signing key cannot be read."""
+        api = ReviewsAPI(reviews, config.reviews.slack) if reviews is not None else None
+        reader = AuditReader.from_config(config, store)
+        return cls(reader, authenticator, config.admin, status, api)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,15 +155,27 @@ class AdminApp:
         request_id = new_request_id()
         principal = route_name = None
         try:
-            identity = await self._authenticator.verify(extract_credential(scope["headers"]))
-            principal = identity.principal
-            authorise(identity, self._config)
-            found = _route(scope)
-            if found is None:
-                raise NotFound(f"{scope['method']} {scope['path']} is not an admin API endpoint")
-            route, parameters = found
-            route_name = route.name
-            document = await self._handlers[route.name](parameters, _query(scope["query_string"]))
+            body = await _body(receive) if scope["method"] == "POST" else b""
+            if scope["method"] == "POST" and scope["path"] == SLACK_PATH:
+                route_name = "slack_action"
+                document = await self._require_reviews().slack_action(dict(scope["headers"]), body)
+            else:
+                identity = await self._authenticator.verify(extract_credential(scope["headers"]))
+                principal = identity.principal
+                found = _route(scope)
+                if found is None or found[0].audience == "admins":
+                    authorise(identity, self._config)  # unknown paths only for admins: 404
+                if found is None:
+                    raise NotFound(
+                        f"{scope['method']} {scope['path']} is not an admin API endpoint"
+                    )
+                route, parameters = found
+                route_name = route.name
+                admin = _is_admin(identity, self._config)
+                call = Call(
+                    Caller(identity, admin), parameters, _query(scope["query_string"]), body
+                )
+                document = await self._handlers[route.name](call)
         except GatewayError as exc:
             body = error_body(exc.error_type, exc.message, request_id)
             await _answer(send, exc.status, body, request_id, exc.headers())
@@ -137,7 +196,8 @@ class AdminApp:
             },
         )
 
-    async def _search_events(self, _: dict[str, str], query: dict[str, str]) -> Any:
+    async def _search_events(self, call: Call) -> Any:
+        query = call.query
         try:
             audit_query = build_query(query, self._clock())
         except QueryError as exc:
@@ -145,7 +205,8 @@ class AdminApp:
         events = await _reading(self.reader.search(audit_query))
         return {"events": events, "count": len(events)}
 
-    async def _get_event(self, parameters: dict[str, str], query: dict[str, str]) -> Any:
+    async def _get_event(self, call: Call) -> Any:
+        parameters, query = call.parameters, call.query
         _no_query(query)
         seq = int(parameters["seq"])
         document = await _reading(self.reader.event(seq))
@@ -153,26 +214,31 @@ class AdminApp:
             raise NotFound(f"the audit has no event {seq}")
         return document
 
-    async def _get_status(self, _: dict[str, str], query: dict[str, str]) -> Any:
+    async def _get_status(self, call: Call) -> Any:
+        query = call.query
         _no_query(query)
         if self._status is None:
             raise NotFound("this admin API runs without a gateway: no status to report")
         return await self._status()
 
-    async def _verify_chain(self, _: dict[str, str], query: dict[str, str]) -> Any:
+    async def _verify_chain(self, call: Call) -> Any:
+        query = call.query
         _no_query(query)
         return verify_document(await _reading(self.reader.verify()))
 
-    async def _list_checkpoints(self, _: dict[str, str], query: dict[str, str]) -> Any:
+    async def _list_checkpoints(self, call: Call) -> Any:
+        query = call.query
         _no_query(query)
         return await _reading(self.reader.checkpoints_document())
 
-    async def _list_sessions(self, _: dict[str, str], query: dict[str, str]) -> Any:
+    async def _list_sessions(self, call: Call) -> Any:
+        query = call.query
         session_query = self._session_query(query)
         sessions = await _reading(self.reader.sessions(session_query))
         return {"sessions": [session_document(s) for s in sessions]}
 
-    async def _get_session(self, parameters: dict[str, str], query: dict[str, str]) -> Any:
+    async def _get_session(self, call: Call) -> Any:
+        parameters, query = call.parameters, call.query
         _no_query(query)
         session_id = parameters["session_id"]
         recordings = await _reading(self.reader.session(session_id))
@@ -186,7 +252,34 @@ class AdminApp:
         ]
         return {"session_id": session_id, "recordings": documents}
 
-    async def _openapi(self, _: dict[str, str], query: dict[str, str]) -> Any:
+    async def _list_reviews(self, call: Call) -> Any:
+        return await self._require_reviews().list(call.caller, call.query)
+
+    async def _get_review(self, call: Call) -> Any:
+        _no_query(call.query)
+        return await self._require_reviews().get(call.caller, call.parameters["review_id"])
+
+    async def _approve_review(self, call: Call) -> Any:
+        return await self._decide(call, "approve")
+
+    async def _deny_review(self, call: Call) -> Any:
+        return await self._decide(call, "deny")
+
+    async def _cancel_review(self, call: Call) -> Any:
+        return await self._decide(call, "cancel")
+
+    async def _decide(self, call: Call, verdict: Verdict) -> Any:
+        _no_query(call.query)
+        reviews = self._require_reviews()
+        return await reviews.decide(call.caller, call.parameters["review_id"], verdict, call.body)
+
+    def _require_reviews(self) -> ReviewsAPI:
+        if self._reviews is None:
+            raise NotFound("this admin API runs without a gateway: no reviews")
+        return self._reviews
+
+    async def _openapi(self, call: Call) -> Any:
+        query = call.query
         _no_query(query)
         return openapi_document()
 

@@ -206,6 +206,42 @@ SCHEMAS: dict[str, Any] = {
     "Session": _object(
         {"session_id": _STRING, "recordings": {"type": "array", "items": _ref("Recording")}}
     ),
+    "Review": _object(
+        {
+            "id": _STRING,
+            "state": {
+                "type": "string",
+                "enum": ["pending", "approved", "denied", "expired", "executed", "cancelled"],
+            },
+            "requester": _STRING,
+            "fingerprint": _HEX,
+            "grant_key": _HEX,
+            "request_id": _STRING,
+            "requirements": {"type": "array", "items": {"type": "object"}},
+            "summary": {"type": "object"},
+            "created_at": _NUMBER,
+            "expires_at": _NUMBER,
+            "decided_at": _nullable(_NUMBER),
+            "executed_at": _nullable(_NUMBER),
+            "grant_until": _nullable(_NUMBER),
+            "approvers": {"type": "array", "items": _STRING},
+            "decisions": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "by": _STRING,
+                        "verdict": {"type": "string", "enum": ["approve", "deny", "cancel"]},
+                        "reason": _STRING,
+                        "at": _NUMBER,
+                        "groups": {"type": "array", "items": _STRING},
+                    }
+                ),
+            },
+        }
+    ),
+    "ReviewList": _object(
+        {"reviews": {"type": "array", "items": _ref("Review")}, "count": _INTEGER}
+    ),
     "Status": _object(
         {
             "status": {"type": "string", "enum": ["ready", "not ready"]},
@@ -280,10 +316,62 @@ _OPERATIONS: dict[str, tuple[str, str, list[dict[str, Any]], str, tuple[str, ...
         "Status",
         ("404",),
     ),
+    "list_reviews": (
+        "Reviews",
+        "Newest first: the caller's own, those the caller may decide, or (admins) all. Open "
+        "to every verified identity, not only to `admin.groups`.",
+        [
+            _query("state", "Reviews in this state.", {"type": "string"}),
+            _query("requester", "Requested by this principal."),
+            _query("since", "Created at or after this time (seconds since the epoch)."),
+            _LIMIT,
+        ],
+        "ReviewList",
+        ("400",),
+    ),
+    "get_review": (
+        "One review",
+        "What an approver needs to judge it, and every decision taken on it.",
+        [],
+        "Review",
+        ("404",),
+    ),
+    "approve_review": (
+        "Approve a review",
+        'Body `{"reason": "..."}`. Only members of its approver groups, never its requester; '
+        "when every rule that asked is satisfied the held request runs, once.",
+        [],
+        "Review",
+        ("400", "404"),
+    ),
+    "deny_review": (
+        "Deny a review",
+        'Body `{"reason": "..."}`. One denial ends the review.',
+        [],
+        "Review",
+        ("400", "404"),
+    ),
+    "cancel_review": (
+        "Cancel a review",
+        'Body `{"reason": "..."}`. Only its requester.',
+        [],
+        "Review",
+        ("400", "404"),
+    ),
+    "slack_action": (
+        "Slack's Approve and Deny buttons",
+        "The Slack app's interactivity URL. No token: Slack signs each click "
+        "(`X-Slack-Signature`), and the click counts as the identity `reviews.slack.users` "
+        "names for the Slack user.",
+        [],
+        "",
+        ("400",),
+    ),
     "openapi": ("This document", "The admin API as OpenAPI 3.1.", [], "", ()),
 }
 
 _PATH_PARAMETERS = {
+    "review_id": {"type": "string", "pattern": "^rev_[0-9a-f]{24}$"},
     "seq": {"type": "integer", "minimum": 1},
     "session_id": {"type": "string", "pattern": "^[A-Za-z0-9_:.@-]{1,200}$"},
 }
@@ -297,7 +385,7 @@ def _operation(name: str, path_parameters: tuple[str, ...]) -> dict[str, Any]:
     }
     for status in ("401", "403", *errors, "503"):
         responses[status] = {"$ref": f"#/components/responses/E{status}"}
-    return {
+    operation: dict[str, Any] = {
         "operationId": name,
         "summary": summary,
         "description": description,
@@ -308,6 +396,22 @@ def _operation(name: str, path_parameters: tuple[str, ...]) -> dict[str, Any]:
         + parameters,
         "responses": responses,
     }
+    if name.endswith("_review") and name != "get_review":
+        operation["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": _object({"reason": {"type": "string", "minLength": 1}})
+                }
+            },
+        }
+    if name == "slack_action":
+        operation["security"] = []
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
+        }
+    return operation
 
 
 def openapi_document() -> dict[str, Any]:

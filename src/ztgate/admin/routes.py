@@ -9,7 +9,11 @@ from dataclasses import dataclass
 PREFIX = "/ztgate/api/v1"
 
 # What a path parameter may hold: a sequence number, or an id as the gateway writes them.
-_PARAMETERS = {"seq": r"[1-9][0-9]{0,17}", "session_id": r"[A-Za-z0-9_:.@-]{1,200}"}
+_PARAMETERS = {
+    "seq": r"[1-9][0-9]{0,17}",
+    "session_id": r"[A-Za-z0-9_:.@-]{1,200}",
+    "review_id": r"rev_[0-9a-f]{24}",
+}
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
@@ -19,15 +23,18 @@ class AdminRoute:
     method: str
     template: str  # under PREFIX, with {parameters}
     pattern: re.Pattern[str]
+    # Who gets in: "admins" (a member of admin.groups), "anyone" (any verified identity: the
+    # handler decides what it may see or do), "slack" (a click Slack signed; no token).
+    audience: str = "admins"
 
     @property
     def parameters(self) -> tuple[str, ...]:
         return tuple(_PLACEHOLDER.findall(self.template))
 
 
-def _route(name: str, template: str) -> AdminRoute:
+def _route(name: str, template: str, method: str = "GET", audience: str = "admins") -> AdminRoute:
     regex = _PLACEHOLDER.sub(lambda m: f"(?P<{m.group(1)}>{_PARAMETERS[m.group(1)]})", template)
-    return AdminRoute(name, "GET", template, re.compile(re.escape(PREFIX) + regex))
+    return AdminRoute(name, method, template, re.compile(re.escape(PREFIX) + regex), audience)
 
 
 ROUTES = (
@@ -38,6 +45,12 @@ ROUTES = (
     _route("list_sessions", "/sessions"),
     _route("get_session", "/sessions/{session_id}"),
     _route("get_status", "/status"),
+    _route("list_reviews", "/reviews", audience="anyone"),
+    _route("get_review", "/reviews/{review_id}", audience="anyone"),
+    _route("approve_review", "/reviews/{review_id}/approve", "POST", "anyone"),
+    _route("deny_review", "/reviews/{review_id}/deny", "POST", "anyone"),
+    _route("cancel_review", "/reviews/{review_id}/cancel", "POST", "anyone"),
+    _route("slack_action", "/reviews/slack", "POST", "slack"),
     _route("openapi", "/openapi.json"),
 )
 

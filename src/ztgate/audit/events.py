@@ -18,7 +18,7 @@ EventKind = Literal[
     "startup",  # configuration loaded, gateway started
     "policy_reload",  # a policy file applied or rejected
     "key_refresh_failure",  # an issuer's signing keys could not be fetched
-    "review",  # approvals (a later issue)
+    "review",  # a review opened, decided, expired, used or run (docs/approvals.md)
 ]
 
 

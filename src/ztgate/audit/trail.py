@@ -24,6 +24,7 @@ from ztgate.audit.store.common import redact_url
 from ztgate.audit.store.factory import open_store
 from ztgate.audit.writer import AuditWriter
 from ztgate.config.model import GatewayConfig
+from ztgate.core.reviews import Review
 
 log = logging.getLogger("ztgate.audit")
 
@@ -73,6 +74,24 @@ class AuditTrail:
 
     def key_refresh_failed(self, issuer: str, error: str) -> None:
         self.notice("key_refresh_failure", {"issuer": issuer, "error": error})
+
+    async def review_event(
+        self, review: Review, action: str, *, by: str | None, reason: str | None, request_id: str
+    ) -> None:
+        """A review opened, decided, expired, used or run: committed before anyone hears of
+        it (a StoreUnavailable reaches the caller, who is refused)."""
+        data = {
+            "review_id": review.id,
+            "action": action,
+            "state": review.state.value,
+            "requester": review.requester,
+            "by": by,
+            "reason": reason,
+            "rules": [r.rule_id for r in review.requirements],
+            "approvers": sorted(review.approvers),
+        }
+        event = AuditEvent("review", time.time(), data, request_id=request_id, principal=by)
+        await self.writer.write([event])
 
     async def _write(self, kind: EventKind, data: dict[str, Any]) -> None:
         try:

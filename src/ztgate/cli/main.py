@@ -12,12 +12,13 @@ from ztgate.cli.audit import audit
 from ztgate.cli.common import CONFIG_OPTION, config_or_exit, fail
 from ztgate.cli.demo import demo
 from ztgate.cli.policy import policy
+from ztgate.cli.reviews import reviews
 from ztgate.cli.sessions import replay, sessions
 from ztgate.cli.store import store
 from ztgate.cli.token import token
 from ztgate.config import ConfigError
 from ztgate.datapath.logs import configure_logging
-from ztgate.inspection.inspector import configured_detectors
+from ztgate.datapath.runtime import serving
 from ztgate.policy.loader import PolicyError
 from ztgate.policy.source import PolicySource
 
@@ -45,9 +46,8 @@ def serve(config_path: Path | None, workers: int | None) -> None:
     configure_logging(config.logging.level)
     assert config.policy is not None
     try:
-        # Refuse to start on an invalid policy (or one naming detectors that do not exist).
-        detectors = frozenset(d.id for d in configured_detectors(config.inspection))
-        PolicySource.from_config(config.policy, detectors=detectors)
+        # Refuse to start on an invalid policy, or one this gateway could not serve.
+        PolicySource.from_config(config.policy, serving=serving(config))
         # And without a checkpoint key (created beside an embedded store, as start-up would).
         load_signing_key(config.audit, config.store.url)
         # And with the file descriptors its connection limit needs.
@@ -61,6 +61,7 @@ cli.add_command(audit)
 cli.add_command(demo)
 cli.add_command(policy)
 cli.add_command(replay)
+cli.add_command(reviews)
 cli.add_command(sessions)
 cli.add_command(store)
 cli.add_command(token)

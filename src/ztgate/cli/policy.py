@@ -24,7 +24,7 @@ from ztgate.cli.common import CANNOT_RUN, CONFIG_OPTION, WRONG, config_or_exit, 
 from ztgate.cli.store import with_store
 from ztgate.config import GatewayConfig, IssuerConfig
 from ztgate.core.decision import PolicyRequest
-from ztgate.inspection.inspector import configured_detectors
+from ztgate.datapath.runtime import serving
 from ztgate.offline.build import build_context, build_identity
 from ztgate.offline.cases import CaseError, load_case_table, parse_identity, parse_request
 from ztgate.offline.explain import Explanation, RequestExplanation, explain, request_facts
@@ -227,9 +227,8 @@ def simulate_command(
       ztgate policy simulate new-policy.yaml --config ztgate.yaml --since 7d
     """
     config = config_or_exit(config_path)
-    detectors = frozenset(d.id for d in configured_detectors(config.inspection))
     try:
-        compiled, _warnings = load_policy_file(new_policy, detectors=detectors)
+        compiled, _warnings = load_policy_file(new_policy, serving=serving(config))
     except PolicyError as exc:
         fail(str(exc), CANNOT_RUN, command="ztgate policy")
     now = time.time()

@@ -363,6 +363,62 @@ class AuditConfig(_Strict):
         return self
 
 
+class WebhookConfig(_Strict):
+    """Where ztgate tells people a review is waiting (docs/approvals.md)."""
+
+    url: str
+    # "json": the review as JSON, signed with ``secret`` (HMAC-SHA256 over the timestamp and
+    # the body); "slack": a Slack-compatible message with Approve and Deny buttons.
+    kind: Literal["json", "slack"] = "json"
+    secret: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _require_url(value, https_unless_loopback=True)
+
+    @model_validator(mode="after")
+    def _signed(self) -> WebhookConfig:
+        secret = self.secret.get_secret_value() if self.secret is not None else ""
+        if self.kind == "json" and len(secret) < 16:
+            raise ValueError("a json webhook needs a secret of at least 16 characters to sign with")
+        return self
+
+
+class SlackApprover(_Strict):
+    principal: str  # the identity the Slack user decides as, as issuer/subject
+    groups: list[str] = Field(min_length=1)
+
+
+class SlackConfig(_Strict):
+    """Slack's Approve and Deny buttons: Slack signs each click with the app's signing secret,
+    and only the Slack users named here decide, as the identity and groups named."""
+
+    signing_secret: SecretStr
+    users: dict[str, SlackApprover] = Field(min_length=1)
+
+
+class ReviewsConfig(_Strict):
+    # Groups whose members approve for review rules that name no approvers of their own.
+    approvers: list[str] = Field(default_factory=list)
+    # A held request that is not streamed waits this long, then gets 403 with the review's id.
+    hold_timeout: Duration = 60.0
+    # A held stream sends a ping event this often while it waits (clients give up on silence).
+    ping_interval: Duration = 10.0
+    # How often a waiting request looks at the store for a decision taken elsewhere (another
+    # worker on SQLite; PostgreSQL also notifies at once).
+    poll_interval: Duration = 1.0
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    slack: SlackConfig | None = None
+
+    @model_validator(mode="after")
+    def _positive(self) -> ReviewsConfig:
+        for name in ("hold_timeout", "ping_interval", "poll_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        return self
+
+
 class LoggingConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -380,6 +436,7 @@ class GatewayConfig(_Strict):
     inspection: InspectionConfig = Field(default_factory=InspectionConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
+    reviews: ReviewsConfig = Field(default_factory=ReviewsConfig)
 
     @field_validator("listen")
     @classmethod

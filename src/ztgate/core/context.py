@@ -112,6 +112,7 @@ class RequestContext:
     inspection: object | None = None
     policy_input: Sequence[PolicyRequest] = ()  # what the decision was made on
     capture: ResponseTap | None = None  # set when the response is being recorded
+    review_id: str | None = None  # the review (or the approval's grant) this request waited on
     audited: bool = False  # the request's audit event is committed
 
     @property

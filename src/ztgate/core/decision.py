@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
 from ztgate.core.maskplan import MaskPlan
+from ztgate.core.reviews import ReviewRequirement
 
 
 class PolicyRequest(NamedTuple):
@@ -83,15 +84,19 @@ class Decision(NamedTuple):
     max_tokens: int | None = None
     limits: tuple[LimitCheck, ...] = ()
     mask: MaskPlan | None = None  # what to do with findings, in the request and the response
+    reviews: tuple[ReviewRequirement, ...] = ()  # for a review: what each rule that asked wants
 
     def for_batch_request(self, label: str) -> Decision:
         return self._replace(reason=f"batch request {label!r}: {self.reason}")
 
     @staticmethod
-    def combine_allows(decisions: Sequence[Decision]) -> Decision:
-        """All allowed: rule ids of all, the strictest max_tokens, every limit (strictest),
-        every mask (the strictest action per finding)."""
-        first = decisions[0]
+    def combine(decisions: Sequence[Decision]) -> Decision:
+        """None denied (a batch's requests): a review if any needs one, with every rule that
+        asked (an approval must satisfy them all); rule ids of all, the strictest max_tokens,
+        every limit (strictest), every mask (the strictest action per finding), since an
+        approved batch runs every request in it."""
+        reviewing = [d for d in decisions if d.effect is Effect.REVIEW]
+        first = reviewing[0] if reviewing else decisions[0]
         if len(decisions) == 1:
             return first
         caps = [d.max_tokens for d in decisions if d.max_tokens is not None]
@@ -108,4 +113,5 @@ class Decision(NamedTuple):
             max_tokens=min(caps) if caps else None,
             limits=tuple(strictest[k] for k in sorted(strictest)),
             mask=MaskPlan.strictest([d.mask for d in decisions if d.mask is not None]),
+            reviews=tuple({r.rule_id: r for d in reviewing for r in d.reviews}.values()),
         )

@@ -44,6 +44,11 @@ class Inspector(Protocol):
 
     def response_filter(self, ctx: RequestContext) -> ResponseFilter: ...
 
+    def redacted(self, text: str) -> str | None:
+        """``text`` with every finding redacted, for people who may see no value at all
+        (approvers, notifications); None when nothing can be inspected."""
+        ...
+
 
 class Decider(Protocol):
     def decide(self, ctx: RequestContext) -> tuple[Decision, Sequence[PolicyRequest]]:
@@ -51,8 +56,22 @@ class Decider(Protocol):
         ...
 
 
+class HeldResponse(Protocol):
+    """What the data path offers a request held for review: a stream may begin at once and
+    keep the caller listening while people decide."""
+
+    async def begin(self) -> None:
+        """Send a streamed request's response headers now."""
+        ...
+
+    async def ping(self) -> None: ...
+
+
 class Reviewer(Protocol):
-    async def hold(self, ctx: RequestContext) -> None: ...
+    async def hold(self, ctx: RequestContext, held: HeldResponse) -> None:
+        """Return when the request may run (no review needed, a grant covers it, or people
+        approved it); raise a GatewayError when it may not, or not yet."""
+        ...
 
 
 class Recorder(Protocol):

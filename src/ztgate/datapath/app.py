@@ -15,9 +15,8 @@ from ztgate.core.context import RequestContext, new_request_id
 from ztgate.core.errors import NotFound
 from ztgate.core.types import Message, Receive, Scope, Send
 from ztgate.datapath.responses import Responder
-from ztgate.datapath.runtime import Runtime
+from ztgate.datapath.runtime import Runtime, serving
 from ztgate.identity.verifier import TokenVerifier
-from ztgate.inspection.inspector import configured_detectors
 from ztgate.policy.source import PolicySource
 
 log = logging.getLogger("ztgate")
@@ -30,8 +29,7 @@ class Gateway:
         """Raises PolicyError when the policy is invalid: nothing starts without one."""
         self.config = config
         assert config.policy is not None, "validate_config requires a policy"
-        detectors = frozenset(d.id for d in configured_detectors(config.inspection))
-        self.policy = PolicySource.from_config(config.policy, detectors=detectors)
+        self.policy = PolicySource.from_config(config.policy, serving=serving(config))
         # The audit store: opened from ``store.url`` at start-up unless one is given before.
         self.audit_store: AuditStore | None = None
         self._runtime: Runtime | None = None

@@ -11,6 +11,9 @@ from ztgate.core.types import Headers, Message, Receive
 # The key ztgate's HTTP protocol sets on the ``http.disconnect`` it gives an application when
 # a request body stopped arriving in time (``server.body_timeout``): the caller is still there.
 TIMED_OUT = "ztgate.body_timed_out"
+# The type of the message ztgate's HTTP protocol gives an application once, when the server
+# starts shutting down: a request held for review stops waiting. Everything else ignores it.
+DRAINING = "ztgate.draining"
 
 
 class ClientDisconnected(Exception):
@@ -56,6 +59,8 @@ async def read_no_body(headers: Headers, receive: Receive) -> None:
             raise InvalidRequest(_NO_BODY)
     while True:
         message = await receive()
+        if message["type"] == DRAINING:
+            continue
         if message["type"] == "http.disconnect":
             raise _gone(message)
         if message.get("body"):
@@ -72,6 +77,8 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     size = 0
     while True:
         message = await receive()
+        if message["type"] == DRAINING:
+            continue
         if message["type"] == "http.disconnect":
             raise _gone(message)
         chunk = message.get("body", b"")
@@ -97,6 +104,8 @@ class BodyStream:
         try:
             while True:
                 message = await self._receive()
+                if message["type"] == DRAINING:
+                    continue
                 if message["type"] == "http.disconnect":
                     self.error = _gone(message)
                     raise self.error

@@ -31,9 +31,11 @@ from ztgate.core.errors import (
     PermissionDenied,
     UpstreamUnavailable,
 )
+from ztgate.core.sse import frame
 from ztgate.core.stages import Authenticator, Decider, Inspector, Recorder, Reviewer
 from ztgate.core.types import Headers, Receive, Send
 from ztgate.datapath.body import (
+    DRAINING,
     BodyStream,
     ClientDisconnected,
     declared_length,
@@ -42,11 +44,12 @@ from ztgate.datapath.body import (
 )
 from ztgate.datapath.containers import ContainerOwners
 from ztgate.datapath.headers import refuse_echoed_credential, upstream_request_headers
-from ztgate.datapath.relay import relay_json, relay_raw, relay_stream
+from ztgate.datapath.relay import relay_as_error_event, relay_json, relay_raw, relay_stream
 from ztgate.datapath.responses import Responder
 from ztgate.datapath.upstream import UpstreamClient
 from ztgate.identity.credentials import extract_credential
 from ztgate.policy.quotas import Admission, Quotas
+from ztgate.review.stage import restarting
 from ztgate.wire.document import MalformedBody, encode, parse_object
 from ztgate.wire.fields import TooDeep, body_text
 from ztgate.wire.params import check_request
@@ -87,10 +90,18 @@ class Pipeline:
             self._stages.inspector.inspect_request(ctx)
             self._decide(ctx)
             self._stages.inspector.protect_request(ctx)
-            await self._stages.reviewer.hold(ctx)
             assert ctx.decision is not None
+            # Quotas before people: nobody approves a request its quota would refuse, and an
+            # approved request runs at once. A request refused by its review uses no tokens.
             estimate = max(1, ctx.bytes_in // 4) if ctx.payload is not None else 1
             admission = await self._stages.quotas.admit(ctx.decision.limits, estimate)
+            if ctx.decision.effect is Effect.REVIEW:
+                try:
+                    await self._review(ctx, receive, responder, upload)
+                except BaseException:
+                    with contextlib.suppress(GatewayError):
+                        await self._stages.quotas.settle(admission, 0)
+                    raise
             headers = self._transform(ctx, upload)
             await self._stages.recorder.request_started(ctx)
             done = upload.done if upload is not None else None
@@ -158,6 +169,45 @@ class Pipeline:
         ctx.payload = payload
         return None
 
+    async def _review(
+        self,
+        ctx: RequestContext,
+        receive: Receive,
+        responder: Responder,
+        upload: BodyStream | None,
+    ) -> None:
+        """People decide: the request waits (a stream with its headers sent and pings) while
+        its caller stays; the caller leaving, or the gateway shutting down, ends the wait."""
+        hold = self._stages.reviewer.hold(ctx, _Held(responder))
+        if upload is not None:
+            await hold  # the upload's own bytes are still to come: nothing else to watch
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        ended: str | None = None
+
+        async def watch() -> None:
+            nonlocal ended
+            while True:
+                kind = (await receive())["type"]
+                if kind in ("http.disconnect", DRAINING):
+                    ended = kind
+                    task.cancel()
+                    return
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await hold
+        except asyncio.CancelledError:
+            if ended is None:
+                raise
+            task.uncancel()
+            if ended == DRAINING:
+                raise restarting(ctx.review_id) from None
+            raise ClientDisconnected from None
+        finally:
+            watcher.cancel()
+
     def _decide(self, ctx: RequestContext) -> None:
         assert ctx.identity is not None
         for params in _message_bodies(ctx):
@@ -218,6 +268,8 @@ class Pipeline:
                 raise UpstreamUnavailable("the upstream sent a compressed response")
             if content_type.startswith("text/event-stream"):
                 await relay_stream(ctx, response, responder, response_filter)
+            elif responder.started:  # a held stream's headers went out while it waited
+                await relay_as_error_event(ctx, response, responder, self._server.max_response_body)
             elif content_type.startswith("application/json"):
                 await relay_json(
                     ctx,
@@ -273,6 +325,23 @@ async def _until_disconnect(
         ctx.stream_end = StreamEnd.CLIENT_DISCONNECTED
     finally:
         watcher.cancel()
+
+
+class _Held:
+    """A held request's response, as the review stage sees it."""
+
+    def __init__(self, responder: Responder) -> None:
+        self._responder = responder
+
+    async def begin(self) -> None:
+        await self._responder.start(200, [_SSE, (b"cache-control", b"no-cache")])
+
+    async def ping(self) -> None:
+        await self._responder.events([_PING])
+
+
+_SSE = (b"content-type", b"text/event-stream; charset=utf-8")
+_PING = frame("ping", b'{"type": "ping"}')
 
 
 async def _disconnected(receive: Receive, body_done: asyncio.Event | None) -> None:

@@ -48,7 +48,7 @@ from ztgate.config.model import ServerConfig
 from ztgate.core.context import new_request_id
 from ztgate.core.errors import answer_headers, error_body
 from ztgate.core.types import ASGIApp, Message
-from ztgate.datapath.body import TIMED_OUT
+from ztgate.datapath.body import DRAINING, TIMED_OUT
 
 log = logging.getLogger("ztgate.http")
 
@@ -365,13 +365,15 @@ class HTTPProtocol(asyncio.Protocol):
             self._arm_idle()
 
     def shutdown(self) -> None:
-        """uvicorn's graceful shutdown: idle connections close, busy ones after their answer."""
+        """uvicorn's graceful shutdown: idle connections close, busy ones after their answer;
+        the application hears of it once (a request held for review stops waiting)."""
         if self._current is None and self._reading is None:
             self._close()
             return
         for exchange in (self._current, self._reading, *self._queue):
             if exchange is not None:
                 exchange.keep_alive = False
+                exchange.drain()
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -521,6 +523,7 @@ class _Exchange:
         self._expect_continue = expect
         self._arrived = asyncio.Event()
         self._body_delivered = False
+        self._draining = False  # the server shuts down: told once, to a receive() that waits
         self._disconnected = False
         self._timed_out = False
         self._started = False
@@ -598,6 +601,10 @@ class _Exchange:
             return
         self._arm_body_timer(min(self._last_progress, now) + limits.body_timeout)
 
+    def drain(self) -> None:
+        self._draining = True
+        self._arrived.set()
+
     def lost(self) -> None:
         self._disconnected = True
         self._stop_body_timer()
@@ -656,6 +663,9 @@ class _Exchange:
                 if self.more_body:
                     self._protocol.wants_body(self)
                 return message
+            if self._draining and not self.more_body:
+                self._draining = False
+                return {"type": DRAINING}
             if self.more_body:
                 self._protocol.wants_body(self)
             self._arrived.clear()

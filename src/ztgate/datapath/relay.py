@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ztgate.core.context import Endpoint, RequestContext, StreamEnd
 from ztgate.core.errors import UpstreamUnavailable, error_event
-from ztgate.core.sse import SSESplitter
+from ztgate.core.sse import SSESplitter, frame
 from ztgate.core.stages import ResponseFilter
 from ztgate.datapath.batches import rewrite_results_urls
 from ztgate.datapath.headers import caller_response_headers
@@ -32,7 +32,8 @@ async def relay_stream(
     responder: Responder,
     response_filter: ResponseFilter,
 ) -> None:
-    await responder.start(response.status, caller_response_headers(response.headers))
+    if not responder.started:  # else a held stream: its headers went out while it waited
+        await responder.start(response.status, caller_response_headers(response.headers))
     splitter = SSESplitter(_MAX_EVENT_BYTES)
     last_event = ""
     try:
@@ -81,6 +82,23 @@ async def relay_json(
     if endpoint is Endpoint.BATCHES:
         body = rewrite_results_urls(body, ctx.base_url)
     await responder.whole(response.status, caller_response_headers(response.headers), body)
+
+
+async def relay_as_error_event(
+    ctx: RequestContext, response: UpstreamResponse, responder: Responder, max_bytes: int
+) -> None:
+    """A held stream already answered 200; the upstream's refusal (a JSON error) reaches the
+    caller as the stream's ``error`` event, which the SDKs raise as the same error."""
+    try:
+        body = await response.read(max_bytes)
+    except UpstreamBroken:
+        body = None
+    ctx.stream_end = StreamEnd.UPSTREAM_ERROR_EVENT
+    if body is None or not body.strip().startswith(b"{"):
+        await responder.events([error_event("api_error", "the upstream failed", ctx.request_id)])
+    else:
+        await responder.events([frame("error", body.strip())])
+    await responder.body(b"", more=False)
 
 
 async def relay_raw(ctx: RequestContext, response: UpstreamResponse, responder: Responder) -> None:

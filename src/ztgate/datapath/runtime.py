@@ -21,13 +21,24 @@ from ztgate.datapath.containers import ContainerOwners
 from ztgate.datapath.pipeline import Pipeline, Stages
 from ztgate.datapath.upstream import UpstreamClient
 from ztgate.identity.verifier import TokenVerifier
-from ztgate.inspection.inspector import inspector_from_config
+from ztgate.inspection.inspector import configured_detectors, inspector_from_config
 from ztgate.policy.decider import PolicyDecider
+from ztgate.policy.loader import Serving
 from ztgate.policy.quotas import Quotas, quotas_from_url
 from ztgate.policy.source import PolicySource
-from ztgate.review.unavailable import ReviewUnavailable
+from ztgate.review.notify import Notifier
+from ztgate.review.service import ReviewService
+from ztgate.review.stage import HoldingReviewer
 
 log = logging.getLogger("ztgate")
+
+
+def serving(config: GatewayConfig) -> Serving:
+    """What this configuration's gateway offers its policy: the checks every load must pass."""
+    return Serving(
+        detectors=frozenset(d.id for d in configured_detectors(config.inspection)),
+        default_approvers=frozenset(config.reviews.approvers),
+    )
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ class Runtime:
     pipeline: Pipeline
     tasks: list[asyncio.Task[None]]
     trail: AuditTrail
+    reviews: ReviewService
     admin: AdminApp
     readiness: Readiness
 
@@ -88,11 +100,25 @@ class Runtime:
         upstream = UpstreamClient(config.upstream)
         quotas = quotas_from_url(config.quotas.redis_url)
         await verifier.start()
+        inspector = inspector_from_config(config.inspection)
+        reviews = ReviewService(
+            trail.store,
+            trail,
+            Notifier(config.reviews.webhooks, http),
+            default_approvers=config.reviews.approvers,
+            poll_interval=config.reviews.poll_interval,
+        )
+        await reviews.start()
         stages = Stages(
             authenticator=verifier,
-            inspector=inspector_from_config(config.inspection),
+            inspector=inspector,
             decider=PolicyDecider(policy),
-            reviewer=ReviewUnavailable(),
+            reviewer=HoldingReviewer(
+                reviews,
+                inspector.redacted,
+                hold_timeout=config.reviews.hold_timeout,
+                ping_interval=config.reviews.ping_interval,
+            ),
             recorder=trail.recorder(AccessLog()),
             quotas=quotas,
             containers=ContainerOwners(),
@@ -104,7 +130,9 @@ class Runtime:
             # SIGHUP reloads the policy; only possible in the main thread (not in tests' threads)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, policy.reload)
         readiness = Readiness(verifier, trail, policy)
-        admin = AdminApp.from_config(config, trail.store, verifier, readiness.status_report)
+        admin = AdminApp.from_config(
+            config, trail.store, verifier, readiness.status_report, reviews
+        )
         log.info(
             "ztgate started",
             extra={
@@ -114,12 +142,15 @@ class Runtime:
                 "issuers": verifier.status(),
             },
         )
-        return cls(http, verifier, upstream, quotas, pipeline, tasks, trail, admin, readiness)
+        return cls(
+            http, verifier, upstream, quotas, pipeline, tasks, trail, reviews, admin, readiness
+        )
 
     async def close(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.reviews.close()
         await self.quotas.close()
         await self.verifier.close()
         await self.upstream.close()

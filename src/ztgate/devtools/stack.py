@@ -112,9 +112,12 @@ class LocalStack:
 
     def write_config(self, path: Path) -> None:
         """This stack's configuration as a file, for the commands that read its audit store
-        (``ztgate audit``, ``sessions``, ``replay``). The upstream key is left to the env."""
+        (``ztgate audit``, ``sessions``, ``replay``). The upstream key is left to the env;
+        reviews (whose webhook and Slack secrets a file must not hold) are no business of
+        those commands."""
         config = self.config.model_dump(mode="json", exclude_defaults=True)
         config["upstream"]["api_key"] = "${ZTGATE_DEMO_UPSTREAM_KEY:-unused}"
+        config.pop("reviews", None)
         path.write_text(
             "# The settings of a local ztgate stack (`ztgate demo`, tests), for the commands\n"
             "# that read its audit store.\n" + yaml.safe_dump(config, sort_keys=False)

@@ -35,6 +35,7 @@ from ztgate.wire.fields import safe_path
 log = logging.getLogger("ztgate.inspection")
 
 _FIELD_NAME = "(a field name)"
+_REDACT_ALL = MaskPlan({}, {}, default="redact")
 # A batch's results are fetched later, past any restore: its pseudonyms would stay pseudonyms.
 _IN_BATCHES: Mapping[str, Action] = {"pseudonymize": "redact"}
 
@@ -208,6 +209,15 @@ class ScanningInspector(PassThroughInspector):
             hash_key=self._hash_key,
             detectors=self._scanner.detectors,
         )
+
+    def redacted(self, text: str) -> str | None:
+        return mask_text(
+            text,
+            self._scanner.scan(text),
+            _REDACT_ALL,
+            hash_key=self._hash_key,
+            detectors=self._scanner.detectors,
+        ).text
 
     def response_filter(self, ctx: RequestContext) -> ResponseFilter:
         plan = ctx.decision.mask if ctx.decision is not None else None

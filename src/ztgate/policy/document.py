@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ztgate.config.units import Duration
+
 ENDPOINTS = ("messages", "count_tokens", "models", "batches", "files", "skills-admin")
 _RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 _GLOB_FIELDS = ("principals", "models", "skills", "tools", "mcp_servers", "betas")
@@ -97,6 +99,39 @@ class Mask(_Strict):
         return self
 
 
+class Review(_Strict):
+    """Who must agree before a ``review`` rule's request runs (docs/approvals.md)."""
+
+    # Groups whose members may approve; omitted: the config's reviews.approvers.
+    approvers: list[str] | None = None
+    # "any" (one approval from any of the groups), "all" (one from each), or a number of
+    # different approvers.
+    require: Literal["any", "all"] | int = "any"
+    expires: Duration = 3600.0  # how long the review waits for a decision
+    grant: Duration | None = None  # once approved, the same kind of request runs without review
+    wait: Literal["hold", "async"] = "hold"  # how the caller waits (docs/approvals.md)
+    caller_chooses_wait: bool = False  # may the caller pick with a ztgate-review-wait header
+
+    @field_validator("approvers")
+    @classmethod
+    def _approvers(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or any(not g.strip() for g in value)):
+            raise ValueError("name at least one group, and no empty group")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Review:
+        if isinstance(self.require, int) and self.require < 1:
+            raise ValueError("require: at least 1 approver")
+        if self.require == "all" and self.approvers is None:
+            raise ValueError("require: all needs the approvers named here")
+        if self.expires <= 0:
+            raise ValueError("expires must be positive")
+        if self.grant is not None and self.grant <= 0:
+            raise ValueError("grant must be positive")
+        return self
+
+
 class Rule(_Strict):
     id: str
     description: str | None = None
@@ -105,6 +140,7 @@ class Rule(_Strict):
     message: str | None = None
     limits: Limits | None = None
     mask: Mask | None = None
+    review: Review | None = None
 
     @field_validator("id")
     @classmethod
@@ -121,6 +157,8 @@ class Rule(_Strict):
             raise ValueError("limits per group need a groups condition")
         if self.mask is not None and self.effect == "deny":
             raise ValueError("mask applies to allow and review rules, not deny")
+        if self.review is not None and self.effect != "review":
+            raise ValueError("review applies to review rules only")
         return self
 
     def detector_names(self) -> set[str]:

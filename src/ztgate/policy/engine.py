@@ -18,7 +18,16 @@ from urllib.parse import urlsplit
 from ztgate.core.decision import Decision, Effect, LimitCheck, PolicyRequest, skill_id
 from ztgate.core.identity import claim_strings
 from ztgate.core.maskplan import MaskPlan
-from ztgate.policy.document import ENDPOINTS, Conditions, Limits, Mask, PolicyDocument, Rule
+from ztgate.core.reviews import ReviewRequirement
+from ztgate.policy.document import (
+    ENDPOINTS,
+    Conditions,
+    Limits,
+    Mask,
+    PolicyDocument,
+    Review,
+    Rule,
+)
 
 _Test = Callable[[PolicyRequest], object]  # truthy when the rule condition holds
 
@@ -222,6 +231,7 @@ class CompiledRule:
     per_group: bool
     groups: frozenset[str]
     mask: MaskPlan | None
+    review: ReviewRequirement | None
 
     def matches(self, req: PolicyRequest) -> bool:
         # A plain loop: this is the hot path, and a generator in all() costs a frame per rule.
@@ -252,6 +262,21 @@ def _compile(order: int, rule: Rule, scope_prefix: str) -> CompiledRule:
         per_group=limits is not None and limits.per == "group",
         groups=frozenset(rule.when.groups or ()),
         mask=_mask_plan(rule.mask),
+        review=_review(rule) if rule.effect == "review" else None,
+    )
+
+
+def _review(rule: Rule) -> ReviewRequirement:
+    spec = rule.review or Review()
+    return ReviewRequirement(
+        rule_id=rule.id,
+        message=rule.message or _REASONS["review"],
+        approvers=frozenset(spec.approvers or ()),
+        require=str(spec.require),
+        expires_in=spec.expires,
+        grant_for=spec.grant,
+        wait=spec.wait,
+        caller_chooses_wait=spec.caller_chooses_wait,
     )
 
 
@@ -327,14 +352,14 @@ class Policy:
         """One request, or a batch followed by its requests: the strictest decision wins."""
         if len(requests) == 1 and requests[0].label is None:
             return self.evaluate(requests[0])
-        decisions = [self.evaluate(req) for req in requests]
-        for effect in (Effect.DENY, Effect.REVIEW):
-            for req, decision in zip(requests, decisions, strict=True):
-                if decision.effect is effect:
-                    if req.label is None:
-                        return decision
-                    return decision.for_batch_request(req.label)
-        return Decision.combine_allows(decisions)
+        decisions = [
+            d.for_batch_request(req.label)
+            if req.label is not None and d.effect is not Effect.ALLOW
+            else d
+            for req, d in zip(requests, (self.evaluate(req) for req in requests), strict=True)
+        ]
+        denied = next((d for d in decisions if d.effect is Effect.DENY), None)
+        return denied or Decision.combine(decisions)
 
 
 def _decision(
@@ -344,10 +369,11 @@ def _decision(
     ids = tuple(c.rule.id for c in decisive)
     if effect is Effect.DENY:
         return Decision(effect, first.reason, ids)
+    reviews = tuple(c.review for c in decisive if c.review is not None)
     masks = [c.mask for c in matched if c.mask is not None and c.effect is not Effect.DENY]
     limited = [c for c in matched if c.rule.limits is not None and c.effect is not Effect.DENY]
     if not limited and not masks:
-        return Decision(effect, first.reason, ids)
+        return Decision(effect, first.reason, ids, reviews=reviews)
     caps = [c.rule.limits.max_tokens for c in limited if c.rule.limits and c.rule.limits.max_tokens]
     return Decision(
         effect,
@@ -356,6 +382,7 @@ def _decision(
         max_tokens=min(caps) if caps else None,
         limits=_limit_checks(limited, req),
         mask=MaskPlan.strictest(masks),
+        reviews=reviews,
     )
 
 

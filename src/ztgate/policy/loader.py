@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +26,30 @@ class PolicyError(Exception):
     """The policy cannot be used; the message names the rule and the key."""
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What the gateway that will serve a policy offers, which every load of it (reloads too)
+    is checked against: the detectors its scanner has (a misspelt ``payment_crad: block`` must
+    not quietly block nothing), and the approvers a review rule that names none falls back on
+    (a review nobody may approve must not hold requests forever)."""
+
+    detectors: frozenset[str]
+    default_approvers: frozenset[str] = frozenset()
+
+
 def load_policy_file(
-    path: str | Path, *, detectors: Collection[str] | None = None
+    path: str | Path, *, serving: Serving | None = None
 ) -> tuple[Policy, list[str]]:
     data = read_yaml(path, "policy file", PolicyError)
-    return build_policy(data, source=str(path), detectors=detectors)
+    return build_policy(data, source=str(path), serving=serving)
 
 
 def build_policy(
-    data: Any, *, source: str = "<policy>", detectors: Collection[str] | None = None
+    data: Any, *, source: str = "<policy>", serving: Serving | None = None
 ) -> tuple[Policy, list[str]]:
     """A compiled policy and its lint warnings, from a mapping with a top-level ``policy`` key
-    (a policy file) or the policy document itself (inline in the config).
-
-    With ``detectors`` (the ids the gateway's scanner has), a rule naming any other detector is
-    an error: a misspelt ``payment_crad: block`` must not quietly block nothing."""
+    (a policy file) or the policy document itself (inline in the config); checked against what
+    the gateway offers when ``serving`` says it."""
     if isinstance(data, Mapping) and set(data) == {"policy"}:
         data = data["policy"]
     if not isinstance(data, Mapping):
@@ -48,8 +58,9 @@ def build_policy(
         document = PolicyDocument.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(_describe(exc, data, source)) from None
-    if detectors is not None:
-        _check_detectors(document, set(detectors), source)
+    if serving is not None:
+        _check_detectors(document, set(serving.detectors), source)
+        _check_approvers(document, serving.default_approvers, source)
     return Policy(document), lint(document)
 
 
@@ -71,6 +82,19 @@ def _check_detectors(document: PolicyDocument, known: set[str], source: str) -> 
         raise PolicyError(
             "\n".join([f"{source} is invalid:", *problems, "  (see docs/data-protection.md)"])
         )
+
+
+def _check_approvers(document: PolicyDocument, defaults: frozenset[str], source: str) -> None:
+    if defaults:
+        return
+    problems = [
+        f"  rule {rule.id!r}: a review rule needs approvers: name them under review.approvers, "
+        "or set reviews.approvers in the config"
+        for rule in document.rules
+        if rule.effect == "review" and (rule.review is None or rule.review.approvers is None)
+    ]
+    if problems:
+        raise PolicyError("\n".join([f"{source} is invalid:", *problems]))
 
 
 def _describe(exc: ValidationError, data: Mapping[str, Any], source: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ztgate.policy.engine import Policy
-from ztgate.policy.loader import PolicyError, build_policy, load_policy_file
+from ztgate.policy.loader import PolicyError, Serving, build_policy, load_policy_file
 
 log = logging.getLogger("ztgate.policy")
 
@@ -26,10 +26,10 @@ class PolicySource:
         policy: Policy,
         path: Path | None,
         warnings: list[str],
-        detectors: frozenset[str] | None = None,
+        serving: Serving | None = None,
     ) -> None:
         self.current = policy
-        self.detectors = detectors
+        self.serving = serving
         # Told of every reload, applied or rejected (plain data): the audit records them.
         self.on_reload: Callable[[dict[str, Any]], None] | None = None
         self.path = path
@@ -40,15 +40,15 @@ class PolicySource:
 
     @classmethod
     def from_config(
-        cls, setting: str | dict[str, Any], *, detectors: frozenset[str] | None = None
+        cls, setting: str | dict[str, Any], *, serving: Serving | None = None
     ) -> PolicySource:
         """From a file path (reloadable) or an inline document; raises PolicyError. With
-        ``detectors``, every load (reloads too) refuses a rule naming an unknown detector."""
+        ``serving``, every load (reloads too) is checked against what the gateway offers."""
         if isinstance(setting, str):
-            policy, warnings = load_policy_file(setting, detectors=detectors)
-            return cls(policy, Path(setting), warnings, detectors)
-        policy, warnings = build_policy(setting, source="config policy", detectors=detectors)
-        return cls(policy, None, warnings, detectors)
+            policy, warnings = load_policy_file(setting, serving=serving)
+            return cls(policy, Path(setting), warnings, serving)
+        policy, warnings = build_policy(setting, source="config policy", serving=serving)
+        return cls(policy, None, warnings, serving)
 
     def log_warnings(self) -> None:
         for warning in self.warnings:
@@ -68,7 +68,7 @@ class PolicySource:
             return False
         self._fingerprint = self._read_fingerprint()
         try:
-            policy, warnings = load_policy_file(self.path, detectors=self.detectors)
+            policy, warnings = load_policy_file(self.path, serving=self.serving)
         except PolicyError as exc:
             self.last_error = str(exc)
             log.error(

@@ -26,7 +26,7 @@ from ztgate.audit.store.factory import open_store, sqlite_path
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 BACKENDS = ["sqlite", "postgres"]
-TABLES = ("events", "checkpoints", "recordings", "schema_migrations")
+TABLES = ("events", "checkpoints", "recordings", "reviews", "review_grants", "schema_migrations")
 
 
 def postgres_ready() -> bool:

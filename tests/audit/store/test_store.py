@@ -88,7 +88,7 @@ async def test_migrate_is_idempotent_and_records_what_it_applied(
 ) -> None:
     assert await store.migrate() == []  # the fixture applied them
     rows = await RawDatabase(store_url).fetch("SELECT name FROM schema_migrations")
-    assert rows == [("0001_audit",)]
+    assert rows == [("0001_audit",), ("0002_reviews",)]
 
 
 async def test_two_stores_migrating_at_once_apply_each_migration_once(store_url: str) -> None:
@@ -98,7 +98,7 @@ async def test_two_stores_migrating_at_once_apply_each_migration_once(store_url:
     finally:
         await first.close()
         await second.close()
-    assert sorted(results) == [[], ["0001_audit"]]
+    assert sorted(results) == [[], ["0001_audit", "0002_reviews"]]
 
 
 async def test_append_chains_after_the_head_and_reads_back(store: AuditStore) -> None:

@@ -6,12 +6,15 @@ write the database raises :class:`StoreUnavailable`, which the data path turns i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from ztgate.audit.events import AuditEvent, AuditQuery, Checkpoint, StoredEvent
 from ztgate.core.errors import ServiceUnavailable
+from ztgate.core.reviews import Grant, Review, ReviewQuery
+
+ReviewChange = Callable[[Review], Review]
 
 
 class StoreUnavailable(ServiceUnavailable):
@@ -105,4 +108,48 @@ class AuditStore(Protocol):
     ) -> PurgeReport:
         """Drop event bodies and recording blobs older than ``before``; keep every hash.
         ``events=False`` or ``recordings=False`` leaves that kind alone."""
+        ...
+
+    # -- reviews (docs/approvals.md): kept beside the audit, in the same database
+
+    async def add_review(self, review: Review) -> Review:
+        """Keep ``review`` unless its request already has an open one (pending or approved);
+        the open review for the request either way, so racing retries share one."""
+        ...
+
+    async def review(self, review_id: str) -> Review | None: ...
+
+    async def reviews(self, query: ReviewQuery) -> list[Review]:
+        """Newest first, at most ``query.limit``."""
+        ...
+
+    async def reviews_by_id(self, ids: Sequence[str]) -> list[Review]:
+        """The reviews with these ids (those that exist), in any order."""
+        ...
+
+    async def open_review(self, requester: str, fingerprint: str) -> Review | None:
+        """The newest review of this request by this requester still pending or approved."""
+        ...
+
+    async def change_review(self, review_id: str, change: ReviewChange) -> Review | None:
+        """Apply ``change`` to the review as stored, atomically: no other change (another
+        process, another replica) lands in between. ``change`` may raise to change nothing;
+        None when there is no such review. Waiting replicas are told (PostgreSQL)."""
+        ...
+
+    async def add_grant(self, grant: Grant) -> None: ...
+
+    async def grant(self, requester: str, grant_key: str, now: float) -> Grant | None:
+        """A grant of this kind for this requester still open at ``now``."""
+        ...
+
+    async def due_reviews(self, now: float) -> list[Review]:
+        """Pending reviews whose time ran out by ``now``."""
+        ...
+
+    async def listen_reviews(
+        self, changed: Callable[[str], None]
+    ) -> Callable[[], Awaitable[None]] | None:
+        """Call ``changed`` with a review's id whenever any process changes it; the closer,
+        or None when the database cannot tell (SQLite: waiting requests poll)."""
         ...

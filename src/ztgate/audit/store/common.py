@@ -7,8 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
+
 from ztgate.audit.events import AuditQuery, Checkpoint, StoredEvent
 from ztgate.audit.store.base import SessionSummary, StoredRecording
+from ztgate.core.reviews import Review, review_document, review_from_document
 
 EVENT_COLUMNS = "seq, kind, at, request_id, principal, body, body_digest, prev_hash, hash"
 CHECKPOINT_COLUMNS = "seq, hash, at, key_id, signature"
@@ -109,3 +112,25 @@ def scrub(text: str, secrets: Mapping[str, str]) -> str:
         if secret:
             text = text.replace(secret, name)
     return text
+
+
+# Reviews: the columns looked up by, and the document that holds the rest.
+REVIEW_COLUMNS = "id, requester, fingerprint, grant_key, state, created_at, expires_at, document"
+
+
+def review_row(review: Review) -> tuple[Any, ...]:
+    document = orjson.dumps(review_document(review)).decode()
+    return (
+        review.id,
+        review.requester,
+        review.fingerprint,
+        review.grant_key,
+        review.state.value,
+        review.created_at,
+        review.expires_at,
+        document,
+    )
+
+
+def review_from_row(row: Any) -> Review:
+    return review_from_document(orjson.loads(row[7]))

@@ -27,6 +27,7 @@ from ztgate.audit.chain import chain_events
 from ztgate.audit.events import AuditEvent, AuditQuery, Checkpoint, StoredEvent
 from ztgate.audit.store.base import (
     PurgeReport,
+    ReviewChange,
     SessionQuery,
     SessionSummary,
     StoredRecording,
@@ -38,16 +39,20 @@ from ztgate.audit.store.common import (
     PAGE,
     PURGE_BATCH,
     RECORDING_COLUMNS,
+    REVIEW_COLUMNS,
     checkpoint_from_row,
     event_from_row,
     event_row,
     extra_filters,
     recording_from_row,
     redact_url,
+    review_from_row,
+    review_row,
     scrub,
     session_from_row,
 )
 from ztgate.audit.store.migrations import migrations
+from ztgate.core.reviews import Grant, Review, ReviewQuery
 
 T = TypeVar("T")
 
@@ -70,6 +75,9 @@ _CONNECTION_LOST = (
 _FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 # An event's data as JSON (json, not jsonb: jsonb refuses "\u0000" in any string).
 _DATA = "(convert_from(body, 'UTF8')::json -> 'data')"
+_EIGHT = ", ".join(f"${n}" for n in range(1, 9))  # a review row's placeholders
+_REVIEWS_CHANNEL = "ztgate_reviews"  # NOTIFY: a review changed (its id)
+_NOTIFY = "SELECT pg_notify($1, $2)"
 
 
 class PostgresStore:
@@ -355,6 +363,118 @@ class PostgresStore:
                 if count < PURGE_BATCH:
                     break
         return PurgeReport(events=purged["events"], recordings=purged["recordings"])
+
+    # -- reviews
+
+    async def add_review(self, review: Review) -> Review:
+        await self._write(
+            "adding a review",
+            f"INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES ({_EIGHT}) ON CONFLICT DO NOTHING",
+            *review_row(review),
+        )
+        return await self.open_review(review.requester, review.fingerprint) or review
+
+    async def review(self, review_id: str) -> Review | None:
+        found = await self._reviews("WHERE id = $1", review_id)
+        return found[0] if found else None
+
+    async def reviews(self, query: ReviewQuery) -> list[Review]:
+        where = _Where()
+        if query.state is not None:
+            where.add("state = {}", query.state.value)
+        if query.requester is not None:
+            where.add("requester = {}", query.requester)
+        if query.since is not None:
+            where.add("created_at >= {}", float(query.since))
+        limit = where.param(query.limit)
+        return await self._reviews(
+            f"{where.sql()} ORDER BY created_at DESC LIMIT {limit}", *where.params
+        )
+
+    async def reviews_by_id(self, ids: Sequence[str]) -> list[Review]:
+        return await self._reviews("WHERE id = ANY($1::text[])", list(ids)) if ids else []
+
+    async def open_review(self, requester: str, fingerprint: str) -> Review | None:
+        found = await self._reviews(
+            "WHERE requester = $1 AND fingerprint = $2 AND state IN ('pending', 'approved') "
+            "ORDER BY created_at DESC LIMIT 1",
+            requester,
+            fingerprint,
+        )
+        return found[0] if found else None
+
+    async def change_review(self, review_id: str, change: ReviewChange) -> Review | None:
+        async def work(connection: PoolConnectionProxy[asyncpg.Record]) -> Review | None:
+            try:
+                async with connection.transaction():
+                    row = await connection.fetchrow(
+                        f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE id = $1 FOR UPDATE",
+                        review_id,
+                    )
+                    if row is None:
+                        return None
+                    changed = change(review_from_row(row))
+                    await connection.execute(
+                        f"UPDATE reviews SET ({REVIEW_COLUMNS}) = ({_EIGHT}) WHERE id = $9",
+                        *review_row(changed),
+                        review_id,
+                    )
+                    await connection.execute(
+                        "SELECT pg_notify($1, $2)", _REVIEWS_CHANNEL, review_id
+                    )
+                    return changed
+            except _CONNECTION_LOST as exc:
+                # The commit may have landed: retrying could apply the change twice.
+                raise self._unavailable("changing a review", exc) from exc
+
+        return await self._run("changing a review", work)
+
+    async def add_grant(self, grant: Grant) -> None:
+        await self._write(
+            "adding a grant",
+            "INSERT INTO review_grants VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            *grant,
+        )
+
+    async def grant(self, requester: str, grant_key: str, now: float) -> Grant | None:
+        rows = await self._fetch(
+            "reading grants",
+            "SELECT requester, grant_key, review_id, until FROM review_grants "
+            "WHERE requester = $1 AND grant_key = $2 AND until > $3 ORDER BY until DESC LIMIT 1",
+            requester,
+            grant_key,
+            now,
+        )
+        return Grant(*rows[0]) if rows else None
+
+    async def due_reviews(self, now: float) -> list[Review]:
+        return await self._reviews(
+            "WHERE state = 'pending' AND expires_at <= $1 ORDER BY expires_at", now
+        )
+
+    async def listen_reviews(
+        self, changed: Callable[[str], None]
+    ) -> Callable[[], Awaitable[None]] | None:
+        """A connection of its own that LISTENs: every change on any replica calls back."""
+        try:
+            connection = await asyncpg.connect(self._url, timeout=self._connect_timeout)
+            await connection.add_listener(
+                _REVIEWS_CHANNEL, lambda _conn, _pid, _channel, payload: changed(payload)
+            )
+        except _FAILURES as exc:
+            raise self._unavailable("listening for reviews", exc) from exc
+
+        async def close() -> None:
+            with contextlib.suppress(*_FAILURES):
+                await connection.close()
+
+        return close
+
+    async def _reviews(self, clause: str, *args: Any) -> list[Review]:
+        rows = await self._fetch(
+            "reading reviews", f"SELECT {REVIEW_COLUMNS} FROM reviews {clause}", *args
+        )
+        return [review_from_row(row) for row in rows]
 
 
 class _Where:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +21,7 @@ from ztgate.audit.chain import chain_events
 from ztgate.audit.events import AuditEvent, AuditQuery, Checkpoint, StoredEvent
 from ztgate.audit.store.base import (
     PurgeReport,
+    ReviewChange,
     SessionQuery,
     SessionSummary,
     StoredRecording,
@@ -32,19 +33,24 @@ from ztgate.audit.store.common import (
     PAGE,
     PURGE_BATCH,
     RECORDING_COLUMNS,
+    REVIEW_COLUMNS,
     checkpoint_from_row,
     event_from_row,
     event_row,
     extra_filters,
     recording_from_row,
+    review_from_row,
+    review_row,
     session_from_row,
 )
 from ztgate.audit.store.migrations import migrations
+from ztgate.core.reviews import Grant, Review, ReviewQuery
 
 T = TypeVar("T")
 
 # An event's body as JSON text, or NULL when purged or not JSON (a tampered body must not
 # make every search fail).
+_EIGHT = ", ".join("?" * 8)  # a review row's placeholders
 _DOC = "(CASE WHEN json_valid(CAST(body AS TEXT)) THEN CAST(body AS TEXT) END)"
 
 
@@ -329,6 +335,111 @@ class SQLiteStore:
                 if count < PURGE_BATCH:
                     break
         return PurgeReport(events=purged["events"], recordings=purged["recordings"])
+
+    # -- reviews
+
+    async def add_review(self, review: Review) -> Review:
+        def work(connection: sqlite3.Connection) -> None:
+            with self._write(connection):
+                connection.execute(
+                    f"INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES ({_EIGHT}) "
+                    "ON CONFLICT DO NOTHING",
+                    review_row(review),
+                )
+
+        await self._run("adding a review", work)
+        return await self.open_review(review.requester, review.fingerprint) or review
+
+    async def review(self, review_id: str) -> Review | None:
+        found = await self._reviews("WHERE id = ?", (review_id,), "reading a review")
+        return found[0] if found else None
+
+    async def reviews(self, query: ReviewQuery) -> list[Review]:
+        conditions, params = [], []
+        for column, value in (("state", query.state), ("requester", query.requester)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(str(value))
+        if query.since is not None:
+            conditions.append("created_at >= ?")
+            params.append(str(query.since))
+        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+        return await self._reviews(
+            where + "ORDER BY created_at DESC LIMIT ?", (*params, query.limit), "listing reviews"
+        )
+
+    async def reviews_by_id(self, ids: Sequence[str]) -> list[Review]:
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        return await self._reviews(f"WHERE id IN ({marks})", tuple(ids), "reading reviews")
+
+    async def open_review(self, requester: str, fingerprint: str) -> Review | None:
+        found = await self._reviews(
+            "WHERE requester = ? AND fingerprint = ? AND state IN ('pending', 'approved') "
+            "ORDER BY created_at DESC LIMIT 1",
+            (requester, fingerprint),
+            "finding a review",
+        )
+        return found[0] if found else None
+
+    async def change_review(self, review_id: str, change: ReviewChange) -> Review | None:
+        def work(connection: sqlite3.Connection) -> Review | None:
+            with self._write(connection):
+                row = connection.execute(
+                    f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE id = ?", (review_id,)
+                ).fetchone()
+                if row is None:
+                    return None
+                changed = change(review_from_row(row))
+                connection.execute(
+                    f"UPDATE reviews SET ({REVIEW_COLUMNS}) = ({_EIGHT}) WHERE id = ?",
+                    (*review_row(changed), review_id),
+                )
+                return changed
+
+        return await self._run("changing a review", work)
+
+    async def add_grant(self, grant: Grant) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            with self._write(connection):
+                connection.execute(
+                    "INSERT OR REPLACE INTO review_grants VALUES (?, ?, ?, ?)", tuple(grant)
+                )
+
+        await self._run("adding a grant", work)
+
+    async def grant(self, requester: str, grant_key: str, now: float) -> Grant | None:
+        def work(connection: sqlite3.Connection) -> Grant | None:
+            row = connection.execute(
+                "SELECT requester, grant_key, review_id, until FROM review_grants "
+                "WHERE requester = ? AND grant_key = ? AND until > ? ORDER BY until DESC LIMIT 1",
+                (requester, grant_key, now),
+            ).fetchone()
+            return None if row is None else Grant(*row)
+
+        return await self._run("reading grants", work)
+
+    async def due_reviews(self, now: float) -> list[Review]:
+        return await self._reviews(
+            "WHERE state = 'pending' AND expires_at <= ? ORDER BY expires_at",
+            (now,),
+            "finding expired reviews",
+        )
+
+    async def listen_reviews(
+        self, changed: Callable[[str], None]
+    ) -> Callable[[], Awaitable[None]] | None:
+        return None  # SQLite cannot tell other processes: waiting requests poll
+
+    async def _reviews(self, clause: str, params: Sequence[Any], what: str) -> list[Review]:
+        def work(connection: sqlite3.Connection) -> list[Review]:
+            rows = connection.execute(
+                f"SELECT {REVIEW_COLUMNS} FROM reviews {clause}", tuple(params)
+            ).fetchall()
+            return [review_from_row(row) for row in rows]
+
+        return await self._run(what, work)
 
 
 def _time_conditions(
