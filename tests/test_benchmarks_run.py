@@ -21,6 +21,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ["audit_store.py", "--events", "600", "--producers", "8"],
         ["masking.py", "--deltas", "300", "--requests", "20", "--rounds", "1"],
         ["audit_path.py", "--requests", "20", "--rounds", "1"],
+        ["reviews.py", "--held", "20", "--requests", "50", "--rounds", "1", "--ping", "1"],
     ],
 )
 def test_benchmark_runs(args: list[str]) -> None:

@@ -122,6 +122,8 @@ class Reviews:
                 "hold_timeout": "2s",
                 "ping_interval": "0.3s",
                 "poll_interval": "0.5s",
+                "max_held": 3,
+                "max_pending_per_requester": 4,
                 "webhooks": [{"url": self.receiver.url, "secret": WEBHOOK_SECRET}],
                 "slack": {
                     "signing_secret": SLACK_SECRET,
@@ -311,6 +313,46 @@ def test_the_caller_may_choose_not_to_wait_where_the_rule_allows(reviews: Review
     with pytest.raises(anthropic.PermissionDeniedError):
         ask(ci, SONNET, "the rule decides")
     assert time.monotonic() - started < 1.5
+
+
+def test_past_max_held_a_request_is_answered_as_async(
+    reviews: Reviews, background: Callable[..., Future[Any]]
+) -> None:
+    """reviews.max_held (3 here): held requests keep connections and memory; past the limit
+    the caller gets its review id at once instead, and nothing is lost."""
+    client = reviews.client("frank")
+    held = [background(streamed, client, f"held {n}") for n in range(3)]
+    lead = reviews.token("lead", *LEADS)
+    deadline = time.monotonic() + 10
+    while (
+        len(reviews.api("GET", "?state=pending&requester=demo/frank", lead).json()["reviews"]) < 3
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    started = time.monotonic()
+    with pytest.raises(anthropic.PermissionDeniedError) as info:
+        streamed(client, "one too many")
+    assert time.monotonic() - started < 1.5
+    assert "needs approval: review rev_" in info.value.message
+    for review in reviews.api("GET", "?state=pending&requester=demo/frank", lead).json()["reviews"]:
+        reviews.api("POST", f"/{review['id']}/deny", lead, {"reason": "clean up"})
+    for future in held:
+        with pytest.raises(anthropic.APIStatusError):
+            future.result(timeout=20)
+
+
+def test_a_requester_cannot_flood_approvers(reviews: Reviews) -> None:
+    """reviews.max_pending_per_requester (4 here): the fifth pending review is refused, 429."""
+    client = reviews.client("ci-flood", "ci")
+    for n in range(4):
+        with pytest.raises(anthropic.PermissionDeniedError):
+            ask(client, SONNET, f"flood {n}")
+    with pytest.raises(anthropic.RateLimitError) as info:
+        ask(client, SONNET, "flood 4")
+    assert "demo/ci-flood has 4 reviews waiting already" in info.value.message
+    # The same request again is no new review: it still answers with its own.
+    with pytest.raises(anthropic.PermissionDeniedError):
+        ask(client, SONNET, "flood 0")
 
 
 # -- async -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.policy.test_engine import request
 from ztgate.core.decision import PolicyRequest
 from ztgate.core.errors import InvalidRequest, PermissionDenied
 from ztgate.core.reviews import (
@@ -215,18 +216,7 @@ def test_the_fingerprint_binds_requester_path_query_and_upload() -> None:
 
 
 def _request(**fields: Any) -> PolicyRequest:
-    values: dict[str, Any] = {
-        "principal": ALICE,
-        "issuer": "demo",
-        "groups": frozenset(),
-        "scopes": frozenset(),
-        "claims": {},
-        "endpoint": "messages",
-        "method": "POST",
-        "model": "claude-opus-5",
-        "tools": ("Bash",),
-    }
-    return PolicyRequest(**(values | fields))
+    return request(**({"model": "claude-opus-5", "tools": ("Bash",)} | fields))
 
 
 def test_a_grant_covers_the_same_rules_model_skills_and_tools_only() -> None:

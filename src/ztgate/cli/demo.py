@@ -94,6 +94,7 @@ async def _tour(stack: LocalStack) -> None:
         await _calls(client)
         await _protection(stack, client)
     await _refusals(stack)
+    await _approval(stack)
     _upstream_view(stack, token)
     await _audit_view(stack)
 
@@ -189,10 +190,52 @@ async def _refusals(stack: LocalStack) -> None:
             click.echo(f"  forged token  -> {exc.status_code} {error}")
 
 
+async def _approval(stack: LocalStack) -> None:
+    """A held stream, approved by a lead through the admin API while the caller waits."""
+    import anthropic
+
+    _step("6. Approvals: an Opus call waits for a lead, then runs once")
+    reviews = f"{stack.gateway_url}/ztgate/api/v1/reviews"
+    lead = {"authorization": f"Bearer {stack.token('lead', claims={'groups': ['leads']})}"}
+    async with anthropic.AsyncAnthropic(
+        base_url=stack.gateway_url, auth_token=stack.token("demo/alice"), max_retries=0
+    ) as client:
+
+        async def ask() -> str:
+            async with client.messages.stream(
+                model="claude-opus-4-5",
+                max_tokens=256,
+                messages=[{"role": "user", "content": "Plan the database migration."}],
+            ) as stream:
+                return "".join([text async for text in stream.text_stream])
+
+        started = asyncio.get_running_loop().time()
+        held = asyncio.create_task(ask())
+        async with aiohttp.ClientSession(headers=lead) as http:
+            pending: list[dict[str, str]] = []
+            while not pending:
+                await asyncio.sleep(0.1)
+                async with http.get(reviews, params={"state": "pending"}) as response:
+                    pending = (await response.json())["reviews"]
+            review = pending[0]
+            click.echo(f"  alice's stream is held: review {review['id']} ({review['state']})")
+            await asyncio.sleep(1)
+            approve = f"{reviews}/{review['id']}/approve"
+            async with http.post(approve, json={"reason": "migration plan, OPS-42"}) as response:
+                decided = await response.json()
+            click.echo(f"  demo/lead approves -> {decided['state']}")
+        reply = await held
+        waited = asyncio.get_running_loop().time() - started
+        click.echo(f"  the stream goes on after {waited:.1f} s: {reply[:50]!r}")
+        click.echo(
+            "  decide from a terminal: ztgate reviews list|show|approve|deny (docs/approvals.md)"
+        )
+
+
 def _upstream_view(stack: LocalStack, token: str) -> None:
     from ztgate.devtools.stack import SIMULATOR_KEY
 
-    _step("6. What the upstream saw")
+    _step("7. What the upstream saw")
     seen = [r for r in stack.simulator.received if r.path.startswith("/v1/messages")]
     keys = {r.headers.get("x-api-key") for r in seen}
     leaked = any(token in " ".join(r.headers.values()) for r in seen)
@@ -201,7 +244,7 @@ def _upstream_view(stack: LocalStack, token: str) -> None:
 
 
 async def _audit_view(stack: LocalStack) -> None:
-    _step("7. The audit trail: every request above, hash-chained and signed")
+    _step("8. The audit trail: every request above, hash-chained and signed")
     report = await stack.gateway.audit.verify()
     click.echo(f"  {report.events} events in {DEMO_STORE}, verified: {report.ok}")
     click.echo(f"  signed checkpoints: {report.checkpoints} (up to event {report.signed_seq})")

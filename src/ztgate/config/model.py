@@ -408,6 +408,12 @@ class ReviewsConfig(_Strict):
     # How often a waiting request looks at the store for a decision taken elsewhere (another
     # worker on SQLite; PostgreSQL also notifies at once).
     poll_interval: Duration = 1.0
+    # At most this many requests held at once by one process (each keeps a connection and
+    # ~30 KB); beyond it a request is answered as if its rule said `async`: 403 with its review.
+    max_held: int = Field(default=1000, ge=1)
+    # At most this many pending reviews per requester: a caller cannot flood approvers (or the
+    # store) with requests to approve. Beyond it, 429 until some are decided or cancelled.
+    max_pending_per_requester: int = Field(default=20, ge=1)
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     slack: SlackConfig | None = None
 

@@ -107,6 +107,7 @@ class Runtime:
             Notifier(config.reviews.webhooks, http),
             default_approvers=config.reviews.approvers,
             poll_interval=config.reviews.poll_interval,
+            max_pending_per_requester=config.reviews.max_pending_per_requester,
         )
         await reviews.start()
         stages = Stages(
@@ -118,6 +119,7 @@ class Runtime:
                 inspector.redacted,
                 hold_timeout=config.reviews.hold_timeout,
                 ping_interval=config.reviews.ping_interval,
+                max_held=config.reviews.max_held,
             ),
             recorder=trail.recorder(AccessLog()),
             quotas=quotas,

@@ -26,7 +26,8 @@ SIMULATOR_KEY = "sk-ant-sim-upstream-key"
 
 
 # The embedded demo policy: every verified caller may use any model, tool and skill, except
-# computer use, which shows what a deny looks like. Secrets are redacted, email addresses
+# computer use, which shows what a deny looks like, and Opus, which waits for someone in the
+# "leads" group to approve it. Secrets are redacted, email addresses
 # pseudonymized (restored in the answer) and payment cards refused, in both directions.
 DEMO_POLICY: dict[str, Any] = {
     "default": "deny",
@@ -46,6 +47,13 @@ DEMO_POLICY: dict[str, Any] = {
             "when": {"tools": ["computer_*"]},
             "effect": "deny",
             "message": "computer use is not allowed here",
+        },
+        {
+            "id": "opus-needs-a-lead",
+            "when": {"models": ["claude-opus-*"]},
+            "effect": "review",
+            "message": "Opus needs a lead's approval",
+            "review": {"approvers": ["leads"], "expires": "1h"},
         },
     ],
 }

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from ztgate.core.errors import GatewayError
+from ztgate.core.errors import GatewayError, RateLimited
 from ztgate.core.reviews import (
     Grant,
     Review,
@@ -42,7 +42,7 @@ class ReviewStore(Protocol):
 
     async def reviews(self, query: ReviewQuery) -> list[Review]: ...
 
-    async def reviews_by_id(self, ids: Sequence[str]) -> list[Review]: ...
+    async def decided_reviews(self, ids: Sequence[str]) -> list[str]: ...
 
     async def open_review(self, requester: str, fingerprint: str) -> Review | None: ...
 
@@ -78,9 +78,11 @@ class ReviewService:
         *,
         default_approvers: Iterable[str] = (),
         poll_interval: float = 1.0,
+        max_pending_per_requester: int = 20,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self._max_pending = max_pending_per_requester
         self._events = events
         self._notifier = notifier
         self.default_approvers = frozenset(default_approvers)
@@ -136,6 +138,7 @@ class ReviewService:
             review = None
         if review is not None:
             return review
+        await self._within_pending_limit(requester)
         review_id = rules.new_review_id()
         review = Review(
             id=review_id,
@@ -158,6 +161,19 @@ class ReviewService:
         )
         self._notifier.review_waiting(review, url(review.id))
         return review
+
+    async def _within_pending_limit(self, requester: str) -> None:
+        """A requester cannot flood approvers (or the store) with reviews to decide."""
+        query = ReviewQuery(ReviewState.PENDING, requester, None, self._max_pending)
+        pending = await self.store.reviews(query)
+        now = self._clock()
+        if sum(1 for r in pending if r.expires_at > now) >= self._max_pending:
+            raise RateLimited(
+                f"{requester} has {self._max_pending} reviews waiting already "
+                "(reviews.max_pending_per_requester): cancel some, or wait until they are "
+                "decided",
+                retry_after=60,
+            )
 
     async def use_grant(self, requester: str, grant_key: str, request_id: str) -> Grant | None:
         """An approval's window that covers this kind of request now (its use is recorded)."""

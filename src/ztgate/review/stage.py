@@ -78,12 +78,14 @@ class HoldingReviewer:
         *,
         hold_timeout: float,
         ping_interval: float,
+        max_held: int = 1000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
         self._redact = redact
         self._hold_timeout = hold_timeout
         self._ping_interval = ping_interval
+        self._max_held = max_held
         self._clock = clock
 
     async def hold(self, ctx: RequestContext, held: HeldResponse) -> None:
@@ -115,7 +117,9 @@ class HoldingReviewer:
         )
         ctx.review_id = review.id
         if review.state is ReviewState.PENDING:
-            if _wait(ctx, decision) == "async":
+            # Held requests each keep a connection and some memory: past the limit, the
+            # answer is the async one (the review goes on; the caller sends again later).
+            if _wait(ctx, decision) == "async" or self.service.broker.waiting >= self._max_held:
                 raise ReviewPending(review, waited=False)
             review = await self._wait(ctx, review, held)
         if review.state is ReviewState.PENDING:

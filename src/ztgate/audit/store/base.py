@@ -123,8 +123,9 @@ class AuditStore(Protocol):
         """Newest first, at most ``query.limit``."""
         ...
 
-    async def reviews_by_id(self, ids: Sequence[str]) -> list[Review]:
-        """The reviews with these ids (those that exist), in any order."""
+    async def decided_reviews(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` no longer pending: what requests held on them wait to hear. (Only
+        ids: held requests poll every second, and a review's document is not small.)"""
         ...
 
     async def open_review(self, requester: str, fingerprint: str) -> Review | None:

@@ -391,8 +391,15 @@ class PostgresStore:
             f"{where.sql()} ORDER BY created_at DESC LIMIT {limit}", *where.params
         )
 
-    async def reviews_by_id(self, ids: Sequence[str]) -> list[Review]:
-        return await self._reviews("WHERE id = ANY($1::text[])", list(ids)) if ids else []
+    async def decided_reviews(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        rows = await self._fetch(
+            "reading reviews",
+            "SELECT id FROM reviews WHERE id = ANY($1::text[]) AND state <> 'pending'",
+            list(ids),
+        )
+        return [row[0] for row in rows]
 
     async def open_review(self, requester: str, fingerprint: str) -> Review | None:
         found = await self._reviews(

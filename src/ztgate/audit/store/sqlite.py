@@ -368,11 +368,16 @@ class SQLiteStore:
             where + "ORDER BY created_at DESC LIMIT ?", (*params, query.limit), "listing reviews"
         )
 
-    async def reviews_by_id(self, ids: Sequence[str]) -> list[Review]:
+    async def decided_reviews(self, ids: Sequence[str]) -> list[str]:
         if not ids:
             return []
         marks = ", ".join("?" * len(ids))
-        return await self._reviews(f"WHERE id IN ({marks})", tuple(ids), "reading reviews")
+
+        def work(connection: sqlite3.Connection) -> list[str]:
+            sql = f"SELECT id FROM reviews WHERE id IN ({marks}) AND state <> 'pending'"
+            return [row[0] for row in connection.execute(sql, tuple(ids)).fetchall()]
+
+        return await self._run("reading reviews", work)
 
     async def open_review(self, requester: str, fingerprint: str) -> Review | None:
         found = await self._reviews(
