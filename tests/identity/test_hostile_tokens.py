@@ -28,8 +28,13 @@ from ztgate.identity.verifier import TokenVerifier
 KEY = SigningKey.generate("RS256")
 EC_KEY = SigningKey.generate("ES256")
 STRANGER = SigningKey.generate("RS256")
-NOW = int(time.time())
 RS256_HEADER = base64.urlsafe_b64encode(b'{"alg":"RS256"}').rstrip(b"=").decode()
+
+
+def now() -> int:
+    """Read when each token is made: the suite runs long enough for an import-time clock to
+    drift past the clock skew and turn a future ``nbf`` into a past one."""
+    return int(time.time())
 
 
 def b64(data: bytes) -> str:
@@ -133,18 +138,21 @@ HOSTILE: dict[str, tuple[Callable[[], str], str]] = {
     "truncated signature": (lambda: KEY.sign(claims())[:-10], "signature is invalid"),
     "non-canonical base64 signature": (lambda: noncanonical(KEY.sign(claims())), "malformed"),
     # registered claims
-    "expired": (lambda: KEY.sign(claims(exp=NOW - 500, iat=NOW - 900, nbf=NOW - 900)), "expired"),
+    "expired": (
+        lambda: KEY.sign(claims(exp=now() - 500, iat=now() - 900, nbf=now() - 900)),
+        "expired",
+    ),
     "issued in the future": (
-        lambda: KEY.sign(claims(iat=NOW + 3600, nbf=NOW + 3600, exp=NOW + 3900)),
+        lambda: KEY.sign(claims(iat=now() + 3600, nbf=now() + 3600, exp=now() + 3900)),
         "issued in the future",
     ),
-    "nbf in the future": (lambda: KEY.sign(claims(nbf=NOW + 600)), "not yet valid"),
+    "nbf in the future": (lambda: KEY.sign(claims(nbf=now() + 600)), "not yet valid"),
     "missing exp": (lambda: KEY.sign(claims(exp=None)), "no expiry"),
     "missing iat": (lambda: KEY.sign(claims(iat=None)), "no issue time"),
-    "exp as a string": (lambda: KEY.sign(claims(exp=str(NOW + 60))), "not a number"),
+    "exp as a string": (lambda: KEY.sign(claims(exp=str(now() + 60))), "not a number"),
     "exp as a boolean": (lambda: KEY.sign(claims(exp=True)), "not a number"),
-    "lifetime of two hours": (lambda: KEY.sign(claims(exp=NOW + 7200)), "lifetime exceeds"),
-    "lifetime of a year": (lambda: KEY.sign(claims(exp=NOW + 365 * 86400)), "lifetime exceeds"),
+    "lifetime of two hours": (lambda: KEY.sign(claims(exp=now() + 7200)), "lifetime exceeds"),
+    "lifetime of a year": (lambda: KEY.sign(claims(exp=now() + 365 * 86400)), "lifetime exceeds"),
     "wrong audience": (lambda: KEY.sign(claims(aud="someone-else")), "audience not accepted"),
     "audience list without ours": (
         lambda: KEY.sign(claims(aud=["a", "b"])),

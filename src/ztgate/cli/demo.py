@@ -194,11 +194,12 @@ async def _approval(stack: LocalStack) -> None:
     """A held stream, approved by a lead through the admin API while the caller waits."""
     import anthropic
 
-    _step("6. Approvals: an Opus call waits for a lead, then runs once")
+    _step("6. Approvals: a contractor's Opus call waits for a lead, then runs once")
     reviews = f"{stack.gateway_url}/ztgate/api/v1/reviews"
     lead = {"authorization": f"Bearer {stack.token('lead', claims={'groups': ['leads']})}"}
+    carol = stack.token("demo/carol", claims={"groups": ["contractors"]})
     async with anthropic.AsyncAnthropic(
-        base_url=stack.gateway_url, auth_token=stack.token("demo/alice"), max_retries=0
+        base_url=stack.gateway_url, auth_token=carol, max_retries=0
     ) as client:
 
         async def ask() -> str:
@@ -218,7 +219,7 @@ async def _approval(stack: LocalStack) -> None:
                 async with http.get(reviews, params={"state": "pending"}) as response:
                     pending = (await response.json())["reviews"]
             review = pending[0]
-            click.echo(f"  alice's stream is held: review {review['id']} ({review['state']})")
+            click.echo(f"  carol's stream is held: review {review['id']} ({review['state']})")
             await asyncio.sleep(1)
             approve = f"{reviews}/{review['id']}/approve"
             async with http.post(approve, json={"reason": "migration plan, OPS-42"}) as response:

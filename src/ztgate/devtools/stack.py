@@ -49,10 +49,12 @@ DEMO_POLICY: dict[str, Any] = {
             "message": "computer use is not allowed here",
         },
         {
-            "id": "opus-needs-a-lead",
-            "when": {"models": ["claude-opus-*"]},
+            # Scoped to a group: Claude Code asks for Opus by default, and the demo's own
+            # users (and anyone trying Claude Code through it) should not wait for a lead.
+            "id": "contractors-opus-needs-a-lead",
+            "when": {"groups": ["contractors"], "models": ["claude-opus-*"]},
             "effect": "review",
-            "message": "Opus needs a lead's approval",
+            "message": "a contractor's Opus call needs a lead's approval",
             "review": {"approvers": ["leads"], "expires": "1h"},
         },
     ],
