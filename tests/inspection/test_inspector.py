@@ -20,7 +20,7 @@ from ztgate.wire.fields import body_text
 class _BrokenScanner(Scanner):
     """A scanner that fails mid-request, as a bug or a resource limit would."""
 
-    def scan(self, text: str) -> list[Finding]:
+    def scan_parts(self, text: str) -> tuple[list[Finding], list[Finding]]:
         raise MemoryError("scratch space exhausted")
 
 

@@ -406,7 +406,7 @@ def test_policy_naming_an_unknown_detector_refuses_to_start() -> None:
     policy = orjson.loads(orjson.dumps(POLICY))
     policy["rules"][0]["mask"]["detectors"]["payment_crad"] = "block"
     config = demo_config("http://127.0.0.1:9", "http://127.0.0.1:9", policy=policy)
-    with pytest.raises(PolicyError, match="unknown detector 'payment_crad'"):
+    with pytest.raises(PolicyError, match="unknown detector or guardrail check 'payment_crad'"):
         Gateway(config)
 
 

@@ -110,7 +110,7 @@ def test_unknown_detectors_are_errors_when_the_gateway_knows_its_detectors() -> 
     build_policy(document)  # without the catalogue (``ztgate policy check``): shape only
     with pytest.raises(PolicyError) as info:
         build_policy(document, serving=Serving(frozenset({"email", "payment_card"})))
-    assert "rule 'r': unknown detector 'emial'" in str(info.value)
-    assert "rule 'f': unknown detector 'credit_card'" in str(info.value)
+    assert "rule 'r': unknown detector or guardrail check 'emial'" in str(info.value)
+    assert "rule 'f': unknown detector or guardrail check 'credit_card'" in str(info.value)
     with pytest.raises(PolicyError, match="switched off"):
         build_policy(document, serving=Serving(frozenset()))

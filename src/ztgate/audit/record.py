@@ -15,6 +15,7 @@ import orjson
 from ztgate.audit.events import AuditEvent
 from ztgate.core.context import RequestContext
 from ztgate.core.decision import policy_input_json, skill_id
+from ztgate.core.guardrails import combine, hits_json
 
 _SESSION_HEADERS = (b"x-claude-code-session-id", b"ztgate-session-id")
 _MAX_SESSION_ID = 128
@@ -84,6 +85,7 @@ def request_event(ctx: RequestContext) -> AuditEvent:
             else None
         ),
         "findings": ctx.finding_counts(),
+        "guardrails": hits_json(combine(signal for _, signal in ctx.signals)),
         "bytes_in": ctx.bytes_in,
         "policy_input": policy_input_json(requests),
     }
@@ -116,6 +118,8 @@ def outcome_event(ctx: RequestContext) -> AuditEvent:
         "stream_end": ctx.stream_end.value if ctx.stream_end else None,
         "bytes_out": ctx.bytes_out,
         "masked": dict(ctx.masked),
+        # guardrail checks policy acted on (or reported) in the response
+        "response_checks": dict(ctx.response_checks),
     }
     return AuditEvent(
         "outcome",

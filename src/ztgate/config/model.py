@@ -261,6 +261,49 @@ class CustomDetectorsConfig(_Strict):
     words: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class ClassifierConfig(_Strict):
+    # Score what people and tools wrote with the offline classifier (docs/guardrails.md for
+    # what it adds and costs); off by default.
+    enabled: bool = False
+    model: str | None = None  # a model file; the one shipped with ztgate when omitted
+
+
+class JudgeConfig(_Strict):
+    # Ask a small Claude model, through ztgate's own upstream, about borderline hits.
+    enabled: bool = False
+    model: str = "claude-haiku-4-5"
+    # Hits scoring at least the first and below the second are borderline.
+    borderline: tuple[float, float] = (0.3, 0.8)
+    timeout: Duration = 3.0
+    max_per_minute: int = Field(default=60, ge=1)  # judge calls, for the whole gateway
+    max_chars: int = Field(default=8000, ge=256)  # of each text shown to the judge
+    cache_size: int = Field(default=4096, ge=0)  # verdicts remembered, by text
+    # When the judge cannot answer (timeout, error, budget spent): refuse, or ask a person.
+    on_error: Literal["deny", "review"] = "deny"
+    headers: dict[str, str] = Field(default_factory=dict)  # sent upstream with each question
+
+    @model_validator(mode="after")
+    def _band(self) -> JudgeConfig:
+        low, high = self.borderline
+        if not 0 < low < high <= 1:
+            raise ValueError("borderline: two scores, 0 < low < high <= 1")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        return self
+
+
+class GuardrailsConfig(_Strict):
+    # The built-in rule pack (docs/guardrails.md); a policy's packs come on top.
+    builtin: bool = True
+    # How much a phrase quoted by a person (in "quotes" or code) counts, 0-1.
+    quoted_factor: float = Field(default=0.5, ge=0, le=1)
+    # Encodings inside encodings decoded at most this deep, and this many characters in all.
+    max_decode_depth: int = Field(default=3, ge=0, le=8)
+    max_decoded: Size = 1024**2
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+
+
 class InspectionConfig(_Strict):
     # Scan every request's text fields for PII and secrets (findings feed policy and the log);
     # policy ``mask`` obligations act on them in requests and responses, streams included.
@@ -272,6 +315,7 @@ class InspectionConfig(_Strict):
     hash_key: SecretStr | None = None
     # The most text (characters, all fields together) one request may carry to be inspected.
     max_text: Size = 16 * 1024**2
+    guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
 
     @model_validator(mode="after")
     def _detectors_fit(self) -> InspectionConfig:
@@ -279,13 +323,18 @@ class InspectionConfig(_Strict):
         so a bad pattern stops the start rather than a request."""
         from ztgate.detectors.catalogue import catalogue
         from ztgate.detectors.custom import custom_detectors
+        from ztgate.detectors.guardrails import builtin_checks
         from ztgate.detectors.holdback import check_holdback
 
         custom = custom_detectors(self.custom.patterns, self.custom.words)
         clash = {d.id for d in custom} & {d.id for d in catalogue()}
         if clash:
             raise ValueError(f"custom detector {sorted(clash)[0]!r} shadows a built-in detector")
-        check_holdback([*catalogue(), *custom], self.stream_holdback)
+        builtin = list(builtin_checks()[0]) if self.guardrails.builtin else []
+        clash = {d.id for d in custom} & {d.id for d in builtin}
+        if clash:
+            raise ValueError(f"custom detector {sorted(clash)[0]!r} shadows a guardrail check")
+        check_holdback([*catalogue(), *custom, *builtin], self.stream_holdback)
         return self
 
     @field_validator("hash_key")
@@ -451,6 +500,16 @@ class GatewayConfig(_Strict):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("use HOST:PORT, for example 127.0.0.1:8787")
         return value
+
+    @model_validator(mode="after")
+    def _judge_can_fail_to_people(self) -> GatewayConfig:
+        judge = self.inspection.guardrails.judge
+        if judge.enabled and judge.on_error == "review" and not self.reviews.approvers:
+            raise ValueError(
+                "inspection.guardrails.judge.on_error: review needs reviews.approvers (the "
+                "people who decide when the judge cannot)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _head_holds_tokens(self) -> GatewayConfig:

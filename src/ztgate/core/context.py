@@ -12,7 +12,9 @@ from typing import Any, Protocol
 from ztgate.core.decision import Decision, PolicyRequest
 from ztgate.core.facts import ResponseFacts
 from ztgate.core.findings import FindingRecord
+from ztgate.core.guardrails import Signal
 from ztgate.core.identity import Identity
+from ztgate.core.reviews import ReviewRequirement
 from ztgate.core.texts import BodyText
 from ztgate.core.types import Headers
 
@@ -107,6 +109,11 @@ class RequestContext:
     stream_end: StreamEnd | None = None
     facts: ResponseFacts = field(default_factory=ResponseFacts)
     findings: list[FindingRecord] = field(default_factory=list)
+    # What the guardrail checks said, and the path of the text each said it of.
+    signals: list[tuple[str, Signal]] = field(default_factory=list)
+    response_checks: dict[str, int] = field(default_factory=dict)  # checks found in the answer
+    # A review the guardrails ask for whatever policy says (their judge could not decide).
+    forced_review: ReviewRequirement | None = None
     masked: dict[str, int] = field(default_factory=dict)  # detector -> actions taken on it
     # The inspector's own notes between its stages: opaque to every other stage.
     inspection: object | None = None

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
+from ztgate.core.guardrails import GuardrailHit, hits_json
 from ztgate.core.maskplan import MaskPlan
 from ztgate.core.reviews import ReviewRequirement
 
@@ -32,6 +33,7 @@ class PolicyRequest(NamedTuple):
     thinking_budget: int | None = None
     request_bytes: int = 0
     findings: frozenset[str] = frozenset()
+    guardrails: tuple[GuardrailHit, ...] = ()  # what the guardrail checks concluded
     label: str | None = None  # which request of a batch, for messages
 
 
@@ -51,6 +53,7 @@ def policy_input_json(requests: Sequence[PolicyRequest]) -> list[dict[str, Any]]
         for name in TUPLE_FIELDS:
             document[name] = list(document[name])
         document["claims"] = dict(req.claims)
+        document["guardrails"] = hits_json(req.guardrails)
         documents.append(document)
     return documents
 

@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-Category = Literal["pii", "secret", "custom"]
+# What a detector or a guardrail check looks for. The first three are values (masking keeps
+# them out); the rest are guardrail checks on the text's intent (docs/guardrails.md).
+Category = Literal[
+    "pii",
+    "secret",
+    "custom",
+    "prompt_injection",
+    "jailbreak",
+    "prompt_extraction",
+    "smuggling",
+    "exfiltration",
+]
+CATEGORIES: frozenset[str] = frozenset(get_args(Category))
+VALUE_CATEGORIES: frozenset[str] = frozenset({"pii", "secret", "custom"})
+GUARDRAIL_CATEGORIES: frozenset[str] = CATEGORIES - VALUE_CATEGORIES
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One validated match: which detector, and where, in character offsets."""
+    """One validated match: which detector, and where, in character offsets.
+
+    ``via`` names the disguise a match was found under (``base64``, ``unicode`` for invisible
+    or look-alike characters...): the span is then the whole disguised stretch of the text as
+    written, which is what masking replaces."""
 
     detector: str
     category: Category
     label: str
     start: int
     end: int
+    via: str = ""
 
 
 @dataclass(frozen=True, slots=True)

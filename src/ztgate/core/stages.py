@@ -1,7 +1,7 @@
 """The interfaces of the pipeline's pluggable stages, which ``datapath/pipeline.py`` calls in
 this order (parsing, transforming, forwarding and relaying are the data path's own)::
 
-    authenticate -> inspect -> decide -> protect -> review -> admit (quotas)
+    authenticate -> inspect -> judge -> decide -> protect -> admit (quotas) -> review
         -> record (started) -> relay (through the response filter) -> record (finished)
 
 Each stage either lets the request go on, changes the context, or raises a
@@ -44,9 +44,21 @@ class Inspector(Protocol):
 
     def response_filter(self, ctx: RequestContext) -> ResponseFilter: ...
 
+    def guardrail_summary(self, ctx: RequestContext) -> str:
+        """What the guardrails found in the request, for the caller refused because of it
+        (``""`` when nothing reached the default threshold)."""
+        ...
+
     def redacted(self, text: str) -> str | None:
         """``text`` with every finding redacted, for people who may see no value at all
         (approvers, notifications); None when nothing can be inspected."""
+        ...
+
+
+class Judge(Protocol):
+    async def weigh(self, ctx: RequestContext) -> None:
+        """Weigh what the guardrails could not settle (before policy decides): add verdicts
+        to ``ctx.signals``, refuse, or set ``ctx.forced_review``."""
         ...
 
 

@@ -32,7 +32,7 @@ from ztgate.core.errors import (
     UpstreamUnavailable,
 )
 from ztgate.core.sse import frame
-from ztgate.core.stages import Authenticator, Decider, Inspector, Recorder, Reviewer
+from ztgate.core.stages import Authenticator, Decider, Inspector, Judge, Recorder, Reviewer
 from ztgate.core.types import Headers, Receive, Send
 from ztgate.datapath.body import (
     DRAINING,
@@ -68,6 +68,7 @@ class Stages:
     recorder: Recorder
     quotas: Quotas
     containers: ContainerOwners
+    judge: Judge | None = None  # the guardrails' judge, when configured
 
 
 class Pipeline:
@@ -88,6 +89,8 @@ class Pipeline:
                 raise NotFound(f"{ctx.method} {ctx.path} is not an endpoint this gateway serves")
             upload = await self._parse(ctx, receive)
             self._stages.inspector.inspect_request(ctx)
+            if self._stages.judge is not None:
+                await self._stages.judge.weigh(ctx)
             self._decide(ctx)
             self._stages.inspector.protect_request(ctx)
             assert ctx.decision is not None
@@ -213,10 +216,18 @@ class Pipeline:
         for params in _message_bodies(ctx):
             self._stages.containers.check(params, ctx.identity.principal)
         decision, ctx.policy_input = self._stages.decider.decide(ctx)
+        forced = ctx.forced_review
+        if forced is not None and decision.effect is not Effect.DENY:
+            decision = decision._replace(
+                effect=Effect.REVIEW,
+                reason=forced.message if decision.effect is Effect.ALLOW else decision.reason,
+                reviews=(*decision.reviews, forced),
+            )
         ctx.decision = decision
         if decision.effect is Effect.DENY:
             rule = f" (rule {decision.rule_ids[0]})" if decision.rule_ids else ""
-            raise PermissionDenied(f"denied by policy{rule}: {decision.reason}")
+            found = self._stages.inspector.guardrail_summary(ctx)
+            raise PermissionDenied(f"denied by policy{rule}: {decision.reason}{found}")
 
     async def _settle(self, ctx: RequestContext, admission: Admission) -> None:
         """After the response: correct the token charge, remember a new container's owner."""

@@ -17,11 +17,15 @@ from ztgate.audit.access_log import AccessLog
 from ztgate.audit.store.base import AuditStore
 from ztgate.audit.trail import AuditTrail
 from ztgate.config import GatewayConfig
+from ztgate.core.stages import Inspector, Judge
+from ztgate.core.types import Headers
 from ztgate.datapath.containers import ContainerOwners
 from ztgate.datapath.pipeline import Pipeline, Stages
 from ztgate.datapath.upstream import UpstreamClient
 from ztgate.identity.verifier import TokenVerifier
+from ztgate.inspection.guardrails import derived_check_ids
 from ztgate.inspection.inspector import configured_detectors, inspector_from_config
+from ztgate.inspection.judge import GuardrailJudge
 from ztgate.policy.decider import PolicyDecider
 from ztgate.policy.loader import Serving
 from ztgate.policy.quotas import Quotas, quotas_from_url
@@ -35,10 +39,30 @@ log = logging.getLogger("ztgate")
 
 def serving(config: GatewayConfig) -> Serving:
     """What this configuration's gateway offers its policy: the checks every load must pass."""
+    detectors = frozenset(d.id for d in configured_detectors(config.inspection))
     return Serving(
-        detectors=frozenset(d.id for d in configured_detectors(config.inspection)),
+        detectors=detectors | derived_check_ids() if detectors else detectors,
         default_approvers=frozenset(config.reviews.approvers),
+        holdback=config.inspection.stream_holdback,
     )
+
+
+def _judge(config: GatewayConfig, upstream: UpstreamClient, inspector: Inspector) -> Judge | None:
+    """The guardrails' judge, asking through the gateway's own upstream, when configured."""
+    settings = config.inspection.guardrails.judge
+    if not settings.enabled or not config.inspection.enabled:
+        return None
+
+    async def ask(body: bytes, headers: Headers) -> tuple[int, bytes | None]:
+        sent = [
+            *headers,
+            *upstream.credential_headers,
+            (b"content-type", b"application/json"),
+            (b"anthropic-version", b"2023-06-01"),
+        ]
+        return await upstream.exchange("POST", "/v1/messages", sent, body, limit=1 << 20)
+
+    return GuardrailJudge(settings, ask, inspector.redacted)
 
 
 @dataclass(frozen=True)
@@ -100,7 +124,7 @@ class Runtime:
         upstream = UpstreamClient(config.upstream)
         quotas = quotas_from_url(config.quotas.redis_url)
         await verifier.start()
-        inspector = inspector_from_config(config.inspection)
+        inspector = inspector_from_config(config.inspection, lambda: policy.current.checks)
         reviews = ReviewService(
             trail.store,
             trail,
@@ -124,6 +148,7 @@ class Runtime:
             recorder=trail.recorder(AccessLog()),
             quotas=quotas,
             containers=ContainerOwners(),
+            judge=_judge(config, upstream, inspector),
         )
         pipeline = Pipeline(stages, upstream, config.server)
         policy.log_warnings()

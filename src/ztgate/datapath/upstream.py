@@ -55,5 +55,16 @@ class UpstreamClient:
         response.body_filter = self._scrubber.stream()
         return response
 
+    async def exchange(
+        self, method: str, target: str, headers: Headers, body: bytes, *, limit: int
+    ) -> tuple[int, bytes | None]:
+        """A whole request and its whole answer (None when longer than ``limit``), for
+        ztgate's own calls (the guardrails' judge)."""
+        response = await self.open(method, target, headers, body)
+        try:
+            return response.status, await response.read(limit)
+        finally:
+            response.close()
+
     def timeout_error(self) -> UpstreamTimeout:
         return UpstreamTimeout(self._timeout_text)

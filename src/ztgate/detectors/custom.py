@@ -45,6 +45,21 @@ def _word_pattern(word: str) -> str:
     return start + body + end
 
 
+def word_list_pattern(name: str, entries: Sequence[str]) -> str:
+    """One pattern for a list of exact phrases; ValueError naming ``name`` for an empty list
+    or entry."""
+    if isinstance(entries, str) or not entries:
+        raise ValueError(f"detector {name!r}: a word list must be a non-empty list of words")
+    cleaned = []
+    for word in entries:
+        if not isinstance(word, str) or not word.strip():
+            raise ValueError(f"detector {name!r}: word lists may not hold empty entries")
+        cleaned.append(word.strip())
+    # Longest first, so that at one start the longer phrase wins ("New York City").
+    ordered = sorted(set(cleaned), key=lambda w: (-len(w), w))
+    return "(?:" + "|".join(_word_pattern(w) for w in ordered) + ")"
+
+
 def custom_detectors(
     patterns: Mapping[str, str], words: Mapping[str, Sequence[str]]
 ) -> list[Detector]:
@@ -66,16 +81,7 @@ def custom_detectors(
         _check_id(name)
         if name in patterns:
             raise ValueError(f"detector {name!r}: defined both as a pattern and as a word list")
-        if isinstance(entries, str) or not entries:
-            raise ValueError(f"detector {name!r}: a word list must be a non-empty list of words")
-        cleaned = []
-        for word in entries:
-            if not isinstance(word, str) or not word.strip():
-                raise ValueError(f"detector {name!r}: word lists may not hold empty entries")
-            cleaned.append(word.strip())
-        # Longest first, so that at one start the longer phrase wins ("New York City").
-        ordered = sorted(set(cleaned), key=lambda w: (-len(w), w))
-        pattern = "(?:" + "|".join(_word_pattern(w) for w in ordered) + ")"
+        pattern = word_list_pattern(name, entries)
         detectors.append(
             make_detector(
                 name,

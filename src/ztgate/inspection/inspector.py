@@ -12,18 +12,23 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from ztgate.config.model import InspectionConfig
 from ztgate.core.context import Endpoint, RequestContext
 from ztgate.core.errors import GatewayError, InvalidRequest, RequestTooLarge
 from ztgate.core.findings import Finding, FindingRecord
+from ztgate.core.guardrails import DEFAULT_THRESHOLD, Signal, combine
 from ztgate.core.maskplan import Action, MaskPlan
 from ztgate.core.stages import Inspector, ResponseFilter
 from ztgate.core.texts import Kind, NameClash, TextField
 from ztgate.detectors.catalogue import catalogue
 from ztgate.detectors.custom import custom_detectors
+from ztgate.detectors.guardrails import GuardrailChecks, builtin_checks
 from ztgate.detectors.patterns import Detector
-from ztgate.inspection.masking import MaskResult, count_masked, mask_text
+from ztgate.inspection.deep import Scan
+from ztgate.inspection.guardrails import GuardrailEngine, GuardrailSettings, messages_for
+from ztgate.inspection.masking import MaskResult, count_masked, mask_text, plan_findings
 from ztgate.inspection.passthrough import PassThroughInspector
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.response import ResponseProtector
@@ -31,6 +36,7 @@ from ztgate.inspection.scanner import Scanner
 from ztgate.inspection.state import InspectionState
 from ztgate.inspection.streaming import DEFAULT_HOLDBACK, stream_bounds
 from ztgate.wire.fields import safe_path
+from ztgate.wire.locations import location_of
 
 log = logging.getLogger("ztgate.inspection")
 
@@ -60,13 +66,22 @@ def _header_fields(ctx: RequestContext) -> list[TextField]:
 
 
 def configured_detectors(config: InspectionConfig) -> list[Detector]:
-    """The catalogue and the configuration's own detectors (none when inspection is off)."""
+    """The catalogue, the configuration's own detectors and the built-in guardrail checks
+    (none when inspection is off)."""
     if not config.enabled:
         return []
-    return [*catalogue(), *custom_detectors(config.custom.patterns, config.custom.words)]
+    builtin = builtin_checks()[0] if config.guardrails.builtin else ()
+    return [
+        *catalogue(),
+        *custom_detectors(config.custom.patterns, config.custom.words),
+        *builtin,
+    ]
 
 
-def inspector_from_config(config: InspectionConfig) -> Inspector:
+def inspector_from_config(
+    config: InspectionConfig, policy_checks: Callable[[], GuardrailChecks] | None = None
+) -> Inspector:
+    """``policy_checks`` gives the rule packs of the policy now deciding."""
     detectors = configured_detectors(config)
     if not detectors:
         return PassThroughInspector()
@@ -75,11 +90,29 @@ def inspector_from_config(config: InspectionConfig) -> Inspector:
             "inspection.hash_key is not set: hashed values correlate only until ztgate restarts",
             extra={"event": "hash_key_ephemeral"},
         )
+    guardrails = config.guardrails
+    classifier = None
+    if guardrails.classifier.enabled:
+        from ztgate.inspection.classifier import LinearClassifier
+
+        model = guardrails.classifier.model
+        classifier = LinearClassifier.load(Path(model) if model else None)
+    scanner = Scanner(detectors)
     return ScanningInspector(
-        Scanner(detectors),
+        scanner,
         holdback=config.stream_holdback,
         hash_key=config.hash_key.get_secret_value().encode() if config.hash_key else None,
         max_text=config.max_text,
+        guardrails=GuardrailEngine(
+            scanner,
+            settings=GuardrailSettings(
+                quoted_factor=guardrails.quoted_factor,
+                max_depth=guardrails.max_decode_depth,
+                max_decoded=guardrails.max_decoded,
+            ),
+            classifier=classifier,
+            policy_checks=policy_checks,
+        ),
     )
 
 
@@ -91,18 +124,27 @@ class ScanningInspector(PassThroughInspector):
         holdback: int = DEFAULT_HOLDBACK,
         hash_key: bytes | None = None,
         max_text: int = 16 * 1024**2,
+        guardrails: GuardrailEngine | None = None,
     ) -> None:
         stream_bounds(scanner, holdback)  # a holdback that cannot cover a detector fails here
         self._scanner = scanner
         self._holdback = holdback
         self._hash_key = hash_key if hash_key is not None else secrets.token_bytes(32)
         self._max_text = max_text
+        self._guardrails = guardrails if guardrails is not None else GuardrailEngine(scanner)
+
+    @property
+    def guardrails(self) -> GuardrailEngine:
+        return self._guardrails
 
     def inspect_request(self, ctx: RequestContext) -> None:
         """Scan every string the request carries upstream: its body (``wire/fields.py`` says
-        what each string is) and the headers forwarded with it."""
+        what each string is) and the headers forwarded with it, as written and under every
+        disguise; the guardrail checks' findings become signals for policy."""
         texts = ctx.texts
-        fields = [*(texts.fields if texts is not None else ()), *_header_fields(ctx)]
+        body = texts.fields if texts is not None else []
+        headers = _header_fields(ctx)
+        fields = [*body, *headers]
         keys = texts.keys if texts is not None else set()
         size = sum(len(field.text) for field in fields) + sum(len(key) for key in keys)
         if size > self._max_text:
@@ -111,9 +153,18 @@ class ScanningInspector(PassThroughInspector):
                 "can be inspected"
             )
         scan = self._cached_scan()
+        as_written = self._guardrails.deep().scanner
         try:
-            scanned = [(field, found) for field in fields if (found := scan(field.text))]
+            scanned = [(field, found) for field in body if (found := scan(field.text))]
+            # Headers are read as written: the model never reads them, and encoded values
+            # (trace contexts, test fixtures' scripts) are their ordinary business.
+            scanned += [
+                (field, Scan(*parts))
+                for field in headers
+                if any(parts := as_written.scan_parts(field.text))
+            ]
             in_keys = [(key, found) for key in keys if (found := scan(key))]
+            ctx.signals = self._signals(ctx, fields, scanned)
         except Exception as exc:  # fail closed: never forward what could not be inspected
             log.exception("inspection failed", extra={"request_id": ctx.request_id})
             raise InspectionFailed(
@@ -122,27 +173,48 @@ class ScanningInspector(PassThroughInspector):
         tainted = {f.text for f, _ in scanned if f.kind is Kind.NAME} | {k for k, _ in in_keys}
         ctx.findings = [
             FindingRecord(finding.detector, finding.category, safe_path(field.path, tainted))
-            for field, findings in scanned
-            for finding in findings
+            for field, found in scanned
+            for finding in (*found.values, *found.checks)
         ] + [
             FindingRecord(finding.detector, finding.category, _FIELD_NAME)
-            for _, findings in in_keys
-            for finding in findings
+            for _, found in in_keys
+            for finding in (*found.values, *found.checks)
         ]
         ctx.inspection = InspectionState(scanned, in_keys, tainted)
 
-    def _cached_scan(self) -> Callable[[str], list[Finding]]:
+    def _signals(
+        self, ctx: RequestContext, fields: list[TextField], scanned: list[tuple[TextField, Scan]]
+    ) -> list[tuple[str, Signal]]:
+        """What the guardrails say of each text, by where it sits in the conversation. With a
+        classifier, every text it reads is scored, findings or not."""
+        payload = ctx.payload or {}
+        engine = self._guardrails
+        signals: list[tuple[str, Signal]] = []
+        found = {id(field): scan for field, scan in scanned}
+        for field in fields:
+            scan = found.get(id(field))
+            if scan is None and (engine.classifier is None or field.kind is not Kind.TEXT):
+                continue
+            where = location_of(field.path, payload) if field.path[:8] != "headers." else "other"
+            path = field.path
+            for signal in engine.signals(field.text, scan or Scan(), where):
+                signals.append((path, signal))
+        return signals
+
+    def _cached_scan(self) -> Callable[[str], Scan]:
         """One request repeats strings (block types, keys, a resent history): each distinct
         one is scanned once."""
-        scanner, shortest = self._scanner, self._scanner.min_match_length
-        seen: dict[str, list[Finding]] = {}
+        deep = self._guardrails.deep()
+        shortest = deep.scanner.min_match_length
+        seen: dict[str, Scan] = {}
+        empty = Scan()
 
-        def scan(text: str) -> list[Finding]:
-            if len(text) < shortest:
-                return []
+        def scan(text: str) -> Scan:
+            if len(text) < shortest and text.isascii():
+                return empty
             found = seen.get(text)
             if found is None:
-                found = seen[text] = scanner.scan(text)
+                found = seen[text] = deep.scan(text)
             return found
 
         return scan
@@ -158,7 +230,8 @@ class ScanningInspector(PassThroughInspector):
         blocked: Counter[str] = Counter()
         fixed: dict[str, set[str]] = {}  # path -> detectors policy would mask there
         try:
-            for field, findings in state.scanned:
+            for field, found in state.scanned:
+                findings = plan_findings(found.values, found.checks, plan)
                 result = self._mask(field.text, findings, plan, vault)
                 blocked.update(result.blocked)
                 if result.text == field.text:
@@ -170,7 +243,8 @@ class ScanningInspector(PassThroughInspector):
                     continue
                 count_masked(ctx.masked, result.applied)
                 field.replace(result.text)
-            for key, findings in state.in_keys:
+            for key, found in state.in_keys:
+                findings = plan_findings(found.values, found.checks, plan)
                 result = self._mask(key, findings, plan, vault)
                 blocked.update(result.blocked)
                 if result.text != key:
@@ -207,13 +281,19 @@ class ScanningInspector(PassThroughInspector):
             plan,
             pseudonyms=vault,
             hash_key=self._hash_key,
-            detectors=self._scanner.detectors,
+            detectors=self._guardrails.deep().scanner.detectors,
         )
 
+    def guardrail_summary(self, ctx: RequestContext) -> str:
+        hits = combine(signal for _, signal in ctx.signals)
+        lines = messages_for(hits, self._guardrails.infos(), DEFAULT_THRESHOLD)
+        return f" (guardrails found {'; '.join(lines)})" if lines else ""
+
     def redacted(self, text: str) -> str | None:
+        found = self._guardrails.deep().scan(text)
         return mask_text(
             text,
-            self._scanner.scan(text),
+            found.values,
             _REDACT_ALL,
             hash_key=self._hash_key,
             detectors=self._scanner.detectors,
@@ -226,7 +306,7 @@ class ScanningInspector(PassThroughInspector):
             return super().response_filter(ctx)
         return ResponseProtector(
             ctx,
-            self._scanner,
+            self._guardrails.deep().scanner,
             plan,
             vault=state.vault if state is not None else None,
             holdback=self._holdback,

@@ -22,6 +22,7 @@ from ztgate.core.findings import Finding
 from ztgate.core.maskplan import Action, MaskPlan
 from ztgate.detectors.patterns import Detector, python_flags
 from ztgate.inspection.pseudonyms import PseudonymVault
+from ztgate.inspection.scanner import merge_findings, resolve_overlaps
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +171,24 @@ def mask_text(
         hash_key=hash_key,
         detectors=detectors,
     )
+
+
+def plan_findings(values: list[Finding], checks: list[Finding], plan: MaskPlan) -> list[Finding]:
+    """What to mask in one text, sorted and non-overlapping, from its value findings and its
+    guardrail checks' findings.
+
+    A check policy masks (redact, block, hash) takes in the values it touches, so replacing
+    its span leaves no part of them; a check policy only reports is kept where it touches no
+    value; a check policy says nothing of is left out (the values it overlaps still apply)."""
+    if not checks:
+        return values
+    acting: list[Finding] = []
+    reporting: list[Finding] = []
+    for check in checks:
+        action = plan.action_for(check)
+        if action == "report":
+            reporting.append(check)
+        elif action is not None:
+            acting.append(check)
+    merged = merge_findings(values, resolve_overlaps(acting), checks_first=True)
+    return merge_findings(merged, resolve_overlaps(reporting), checks_first=False)

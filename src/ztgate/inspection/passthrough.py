@@ -28,5 +28,8 @@ class PassThroughInspector:
     def response_filter(self, ctx: RequestContext) -> ResponseFilter:
         return _UNCHANGED
 
+    def guardrail_summary(self, ctx: RequestContext) -> str:
+        return ""
+
     def redacted(self, text: str) -> str | None:
         return None  # inspection is off: no text can be shown as safe

@@ -30,12 +30,13 @@ import orjson
 
 from ztgate.core.context import RequestContext, StreamEnd
 from ztgate.core.errors import GatewayError
+from ztgate.core.findings import VALUE_CATEGORIES
 from ztgate.core.maskplan import MaskPlan
 from ztgate.core.sse import SSEEvent, frame
 from ztgate.core.texts import Kind
-from ztgate.inspection.masking import AppliedFinding, count_masked, mask_text
+from ztgate.inspection.masking import AppliedFinding, count_masked, mask_text, plan_findings
 from ztgate.inspection.pseudonyms import PseudonymVault
-from ztgate.inspection.scanner import Scanner
+from ztgate.inspection.scanner import TextScanner
 from ztgate.inspection.streaming import StreamMasker, StreamRestorer
 from ztgate.wire.fields import SIGNED_BLOCKS, block_text
 
@@ -93,7 +94,7 @@ class ResponseProtector:
     def __init__(
         self,
         ctx: RequestContext,
-        scanner: Scanner,
+        scanner: TextScanner,
         plan: MaskPlan,
         *,
         vault: PseudonymVault | None,
@@ -146,7 +147,7 @@ class ResponseProtector:
     def _mask(self, text: str, path: str, *, restore: bool = True) -> str:
         result = mask_text(
             text,
-            self._scanner.scan(text),
+            plan_findings(*self._scanner.scan_parts(text), self._plan),
             self._plan,
             hash_key=self._hash_key,
             detectors=self._scanner.detectors,
@@ -220,6 +221,10 @@ class ResponseProtector:
     def _tally(self, applied: list[AppliedFinding], blocked: list[str], path: str) -> None:
         ctx = self._ctx
         count_masked(ctx.masked, applied)
+        for finding in applied:
+            if finding.category not in VALUE_CATEGORIES:
+                checks = ctx.response_checks
+                checks[finding.detector] = checks.get(finding.detector, 0) + 1
         if blocked:
             ctx.stream_end = StreamEnd.WITHHELD
             raise ResponseWithheld(

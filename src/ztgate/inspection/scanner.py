@@ -36,9 +36,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from ztgate.core.findings import Finding
+from ztgate.core.findings import VALUE_CATEGORIES, Finding
 from ztgate.detectors.patterns import (
     HYPERSCAN_AVAILABLE,
     Detector,
@@ -180,6 +180,44 @@ def _resolve(candidates: list[_Candidate]) -> list[Finding]:
     return findings
 
 
+def resolve_overlaps(findings: list[Finding]) -> list[Finding]:
+    """Non-overlapping findings, leftmost-longest (``findings`` sorted by start)."""
+    out: list[Finding] = []
+    edge = 0
+    for f in sorted(findings, key=lambda f: (f.start, f.start - f.end)):
+        if f.start >= edge:
+            out.append(f)
+            edge = f.end
+    return out
+
+
+def merge_findings(
+    values: list[Finding], checks: list[Finding], *, checks_first: bool
+) -> list[Finding]:
+    """One sorted, non-overlapping list from two (each already non-overlapping).
+
+    With ``checks_first`` a check's finding takes in every value finding it touches (its span
+    grows to cover them whole, so no part of a value escapes what replaces the check's span);
+    otherwise the values stay and the checks that touch them are left out."""
+    if not checks:
+        return values
+    if not values:
+        return checks
+    if not checks_first:
+        kept = [c for c in checks if not any(v.start < c.end and c.start < v.end for v in values)]
+        return sorted([*values, *kept], key=lambda f: f.start)
+    merged: list[Finding] = []
+    for check in checks:
+        start, end = check.start, check.end
+        for v in values:
+            if v.start < end and start < v.end:
+                start, end = min(start, v.start), max(end, v.end)
+        merged.append(Finding(check.detector, check.category, check.label, start, end, check.via))
+    merged = resolve_overlaps(merged)
+    rest = [v for v in values if not any(v.start < m.end and m.start < v.end for m in merged)]
+    return sorted([*merged, *rest], key=lambda f: f.start)
+
+
 def _compile(d: Detector, order: int) -> _Compiled:
     prefilter, forward = _prefilter(d)
     shortest, back = parse_pattern(prefilter, d.flags).getwidth()
@@ -212,6 +250,7 @@ class Scanner:
             (int(parse_pattern(d.pattern, d.flags).getwidth()[0]) for d in detectors), default=0
         )
         self._compiled = tuple(_compile(d, i) for i, d in enumerate(detectors))
+        self._has_checks = any(d.category not in VALUE_CATEGORIES for d in detectors)
         if backend == "hyperscan" and not HYPERSCAN_AVAILABLE:
             raise RuntimeError("the hyperscan package is not available on this platform")
         use_hyperscan = backend != "re" and HYPERSCAN_AVAILABLE and bool(detectors)
@@ -230,9 +269,19 @@ class Scanner:
                 raise ValueError(f"Hyperscan cannot compile the detectors: {exc}") from None
 
     def scan(self, text: str) -> list[Finding]:
-        """Validated findings: non-overlapping, leftmost-longest, sorted by start."""
+        """Validated findings: non-overlapping, leftmost-longest, sorted by start. A guardrail
+        check's finding never hides a value: where the two overlap, the value is kept."""
+        values, checks = self.scan_parts(text)
+        if not checks:
+            return values
+        return merge_findings(values, resolve_overlaps(checks), checks_first=False)
+
+    def scan_parts(self, text: str) -> tuple[list[Finding], list[Finding]]:
+        """Value findings (PII, secrets, custom: resolved as ``scan`` does) and every guardrail
+        check's findings (each check's own non-overlapping matches; checks may overlap each
+        other and values, since each is evidence of its own)."""
         if not text or not self._compiled:
-            return []
+            return [], []
         candidates: list[_Candidate] = []
         if self.backend == "hyperscan":
             self._scan_hyperscan(text, candidates)
@@ -240,7 +289,18 @@ class Scanner:
             n = len(text)
             for c in self._compiled:
                 _confirm(c, text, 0, n, n - 1, candidates)
-        return _resolve(candidates)
+        if not self._has_checks:
+            return _resolve(candidates), []
+        values = [c for c in candidates if c[5].detector.category in VALUE_CATEGORIES]
+        checks = sorted(
+            (
+                Finding(c.detector.id, c.detector.category, c.detector.label, start, end)
+                for start, _length, _confidence, _order, end, c in candidates
+                if c.detector.category not in VALUE_CATEGORIES
+            ),
+            key=lambda f: (f.start, f.end),
+        )
+        return _resolve(values), checks
 
     def _scratch(self) -> Any:
         """Hyperscan scratch space is per thread: a shared one fails with ScratchInUse."""
@@ -274,3 +334,52 @@ class Scanner:
                 last = end
             stop = min(n, last + forward)
             _confirm(c, text, max(0, first - back), stop, last - shortest, candidates)
+
+
+class TextScanner(Protocol):
+    """What masking, streams and the guardrails need of a scanner."""
+
+    detectors: Mapping[str, Detector]
+    min_match_length: int
+
+    def __hash__(self) -> int: ...  # streams cache their bounds per scanner
+
+    def scan(self, text: str) -> list[Finding]: ...
+
+    def scan_parts(self, text: str) -> tuple[list[Finding], list[Finding]]: ...
+
+
+class LayeredScanner:
+    """The gateway's scanner with a policy's rule packs on top, and the built-in checks the
+    policy switches off left out. Packs reload with the policy; only they are compiled again."""
+
+    def __init__(
+        self, base: Scanner, packs: Scanner | None = None, disabled: frozenset[str] = frozenset()
+    ) -> None:
+        self.base = base
+        self.packs = packs
+        self.disabled = disabled
+        merged = dict(base.detectors)
+        if packs is not None:
+            merged.update(packs.detectors)
+        self.detectors: Mapping[str, Detector] = MappingProxyType(
+            {k: v for k, v in merged.items() if k not in disabled}
+        )
+        lengths = [base.min_match_length] + ([packs.min_match_length] if packs else [])
+        self.min_match_length = min(lengths) if lengths else 0
+
+    def scan(self, text: str) -> list[Finding]:
+        values, checks = self.scan_parts(text)
+        if not checks:
+            return values
+        return merge_findings(values, resolve_overlaps(checks), checks_first=False)
+
+    def scan_parts(self, text: str) -> tuple[list[Finding], list[Finding]]:
+        values, checks = self.base.scan_parts(text)
+        if self.packs is not None:
+            more = self.packs.scan_parts(text)[1]
+            if more:
+                checks = sorted([*checks, *more], key=lambda f: (f.start, f.end))
+        if self.disabled and checks:
+            checks = [f for f in checks if f.detector not in self.disabled]
+        return values, checks

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ztgate.core.findings import Finding
 from ztgate.core.texts import TextField
+from ztgate.inspection.deep import Scan
 from ztgate.inspection.pseudonyms import PseudonymVault
 
 
@@ -14,7 +14,7 @@ class InspectionState:
     """The strings that carry findings (scanned once, before policy decides), and the
     pseudonyms issued for this request, which its response restores."""
 
-    scanned: list[tuple[TextField, list[Finding]]]
-    in_keys: list[tuple[str, list[Finding]]]  # keys of the API's objects that carry findings
+    scanned: list[tuple[TextField, Scan]]
+    in_keys: list[tuple[str, Scan]]  # keys of the API's objects that carry findings
     tainted: set[str]  # keys that carry findings: never spelled in a path
     vault: PseudonymVault | None = None

@@ -36,16 +36,16 @@ from ztgate.detectors.holdback import StreamBounds, bounds
 from ztgate.detectors.patterns import (
     STREAM_BREAKS,
 )
-from ztgate.inspection.masking import AppliedFinding, mask_range
+from ztgate.inspection.masking import AppliedFinding, mask_range, plan_findings
 from ztgate.inspection.pseudonyms import PseudonymVault
-from ztgate.inspection.scanner import Scanner
+from ztgate.inspection.scanner import TextScanner
 
 DEFAULT_HOLDBACK = 128
 RELEASE_STEP = 64  # characters released at a time once a block's first text is out
 
 
 @lru_cache(maxsize=32)
-def stream_bounds(scanner: Scanner, holdback: int) -> StreamBounds:
+def stream_bounds(scanner: TextScanner, holdback: int) -> StreamBounds:
     """The bounds for a scanner's detectors and a holdback (computed once per pair), or
     ValueError naming a detector the holdback cannot cover safely."""
     return bounds(tuple(scanner.detectors.values()), holdback)
@@ -56,7 +56,7 @@ class StreamMasker:
 
     def __init__(
         self,
-        scanner: Scanner,
+        scanner: TextScanner,
         plan: MaskPlan,
         *,
         holdback: int = DEFAULT_HOLDBACK,
@@ -104,7 +104,7 @@ class StreamMasker:
         limit = self._run_limit(limit)
         if limit <= self._released:
             return ""
-        findings = self._scanner.scan(self._buffer)
+        findings = self._findings()
         limit = self._anchor_limit(limit, findings)
         if limit <= self._released:
             return ""
@@ -112,7 +112,10 @@ class StreamMasker:
 
     def flush(self) -> str:
         """Everything still held back, masked: call at ``content_block_stop``."""
-        return self._release(self._scanner.scan(self._buffer), len(self._buffer), final=True)
+        return self._release(self._findings(), len(self._buffer), final=True)
+
+    def _findings(self) -> list[Finding]:
+        return plan_findings(*self._scanner.scan_parts(self._buffer), self._plan)
 
     def _run_limit(self, limit: int) -> int:
         """No release into a long unbroken run that a long match may still be growing in."""

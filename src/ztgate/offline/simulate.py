@@ -18,6 +18,7 @@ from typing import Any
 
 from ztgate.audit.events import StoredEvent
 from ztgate.core.decision import SET_FIELDS, TUPLE_FIELDS, Decision, PolicyRequest
+from ztgate.core.guardrails import hits_from_json
 from ztgate.offline.explain import unmet_conditions
 from ztgate.policy.engine import Policy
 
@@ -54,6 +55,10 @@ def _policy_request(item: object, index: int) -> PolicyRequest:
     if not isinstance(values.get("claims", {}), dict):
         raise PolicyInputError(f"{where}.claims must be an object")
     values.setdefault("claims", {})
+    try:
+        values["guardrails"] = hits_from_json(values.get("guardrails", []))
+    except ValueError as exc:
+        raise PolicyInputError(f"{where}.guardrails: {exc}") from None
     return PolicyRequest(**values)
 
 

@@ -9,6 +9,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ztgate.config.units import Duration
+from ztgate.core.guardrails import DEFAULT_THRESHOLD, HIT_CATEGORIES
+
+# The places a guardrail condition can name (core/guardrails.py says what each is).
+LOCATIONS_ORDER = (
+    "system",
+    "user",
+    "assistant",
+    "tool_result",
+    "document",
+    "tool_input",
+    "tool_definition",
+    "other",
+)
 
 ENDPOINTS = ("messages", "count_tokens", "models", "batches", "files", "skills-admin")
 _RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
@@ -17,6 +30,31 @@ _GLOB_FIELDS = ("principals", "models", "skills", "tools", "mcp_servers", "betas
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GuardrailCondition(_Strict):
+    """Guardrail hits a rule looks for: any of these categories or check ids, optionally only
+    in some places of the conversation, at a score at least this high."""
+
+    any: list[str]
+    in_: list[Literal[LOCATIONS_ORDER]] | None = Field(default=None, alias="in")  # type: ignore[valid-type]
+    score_at_least: float = Field(default=DEFAULT_THRESHOLD, gt=0, le=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("any")
+    @classmethod
+    def _named(cls, value: list[str]) -> list[str]:
+        if not value or any(not name.strip() for name in value):
+            raise ValueError("name at least one category or check, and no empty name")
+        return value
+
+    @field_validator("in_")
+    @classmethod
+    def _places(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("an empty list is ambiguous; omit 'in' to mean anywhere")
+        return value
 
 
 class Conditions(_Strict):
@@ -44,6 +82,13 @@ class Conditions(_Strict):
     request_bytes_above: int | None = Field(default=None, ge=0)
     skills_outside_token_scope: bool | None = None
     findings: list[str] | None = None
+    # A list is short for {any: [...]} at the default threshold, anywhere.
+    guardrails: GuardrailCondition | None = None
+
+    @field_validator("guardrails", mode="before")
+    @classmethod
+    def _guardrail_shorthand(cls, value: object) -> object:
+        return {"any": value} if isinstance(value, list) else value
 
     @field_validator(*_GLOB_FIELDS)
     @classmethod
@@ -77,12 +122,22 @@ class Limits(_Strict):
 
 
 MaskAction = Literal["redact", "pseudonymize", "hash", "block", "report"]
-MaskCategory = Literal["pii", "secret", "custom"]
+MaskCategory = Literal[
+    "pii",
+    "secret",
+    "custom",
+    "prompt_injection",
+    "jailbreak",
+    "prompt_extraction",
+    "smuggling",
+    "exfiltration",
+]
 
 
 class Mask(_Strict):
-    """What to do with findings: ``action`` for whole ``categories`` (all three when omitted),
-    ``detectors`` for single detectors (which beat their category)."""
+    """What to do with findings: ``action`` for whole ``categories`` (pii, secret and custom
+    when omitted: guardrail categories are masked only when named), ``detectors`` for single
+    detectors or guardrail checks (which beat their category)."""
 
     action: MaskAction | None = None
     categories: list[MaskCategory] | None = None
@@ -164,15 +219,67 @@ class Rule(_Strict):
     def detector_names(self) -> set[str]:
         """The detectors this rule names, in conditions or obligations."""
         names = set(self.when.findings or ())
+        if self.when.guardrails is not None:
+            names.update(n for n in self.when.guardrails.any if n not in HIT_CATEGORIES)
         if self.mask is not None and self.mask.detectors:
             names.update(self.mask.detectors)
         return names
+
+
+_CHECK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class Check(_Strict):
+    """One check of a rule pack: phrases or patterns that are evidence of one category."""
+
+    id: str
+    category: Literal[
+        "prompt_injection", "jailbreak", "prompt_extraction", "smuggling", "exfiltration"
+    ]
+    score: float = Field(default=0.8, gt=0, le=1)
+    message: str
+    patterns: list[str] = Field(default_factory=list)
+    words: list[str] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _CHECK_ID.fullmatch(value):
+            raise ValueError("use 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> Check:
+        if not self.patterns and not self.words:
+            raise ValueError("give the check patterns or words")
+        return self
+
+
+class RulePack(_Strict):
+    id: str
+    description: str | None = None
+    checks: list[Check]
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _CHECK_ID.fullmatch(value):
+            raise ValueError("use 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+
+class Guardrails(_Strict):
+    """What the policy adds to the guardrails: rule packs, and built-in checks to switch off."""
+
+    packs: list[RulePack] = Field(default_factory=list)
+    disable: list[str] = Field(default_factory=list)
 
 
 class PolicyDocument(_Strict):
     default: Literal["deny", "allow"] = "deny"
     skill_scope_prefix: str = "skill:"
     rules: list[Rule] = Field(default_factory=list)
+    guardrails: Guardrails = Field(default_factory=Guardrails)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PolicyDocument:
@@ -181,4 +288,10 @@ class PolicyDocument(_Strict):
             if rule.id in seen:
                 raise ValueError(f"two rules share the id {rule.id!r}")
             seen.add(rule.id)
+        checks: set[str] = set()
+        for pack in self.guardrails.packs:
+            for check in pack.checks:
+                if check.id in checks:
+                    raise ValueError(f"two guardrail checks share the id {check.id!r}")
+                checks.add(check.id)
         return self

@@ -19,9 +19,11 @@ from ztgate.core.decision import Decision, Effect, LimitCheck, PolicyRequest, sk
 from ztgate.core.identity import claim_strings
 from ztgate.core.maskplan import MaskPlan
 from ztgate.core.reviews import ReviewRequirement
+from ztgate.detectors.guardrails import GuardrailChecks
 from ztgate.policy.document import (
     ENDPOINTS,
     Conditions,
+    GuardrailCondition,
     Limits,
     Mask,
     PolicyDocument,
@@ -208,7 +210,27 @@ def _tests(when: Conditions, effect: str, scope_prefix: str) -> list[_Test]:
     if when.findings is not None:
         findings = frozenset(when.findings)
         tests.append(lambda req: not findings.isdisjoint(req.findings))
+    if when.guardrails is not None:
+        tests.append(_guardrails_test(when.guardrails))
     return tests
+
+
+def _guardrails_test(condition: GuardrailCondition) -> _Test:
+    names = frozenset(condition.any)
+    places = frozenset(condition.in_) if condition.in_ is not None else None
+    threshold = condition.score_at_least
+
+    def test(req: PolicyRequest) -> bool:
+        for hit in req.guardrails:
+            if (
+                hit.score >= threshold
+                and (hit.category in names or not names.isdisjoint(hit.checks))
+                and (places is None or hit.location in places)
+            ):
+                return True
+        return False
+
+    return test
 
 
 def _outside_scope(req: PolicyRequest, prefix: str) -> bool:
@@ -293,8 +315,10 @@ def _mask_plan(mask: Mask | None) -> MaskPlan | None:
 class Policy:
     """A policy compiled for evaluation. Immutable: reloads build a new one and swap it in."""
 
-    def __init__(self, document: PolicyDocument) -> None:
+    def __init__(self, document: PolicyDocument, checks: GuardrailChecks | None = None) -> None:
         self.document = document
+        # The policy's rule packs, compiled at load; inspection scans with them.
+        self.checks = checks if checks is not None else GuardrailChecks()
         self.rules = tuple(
             _compile(i, rule, document.skill_scope_prefix) for i, rule in enumerate(document.rules)
         )

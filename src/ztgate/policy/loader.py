@@ -11,6 +11,9 @@ from pydantic import ValidationError
 
 from ztgate.config.problems import dotted, problems
 from ztgate.config.yamlfile import read_yaml
+from ztgate.detectors.guardrails import CheckInfo, GuardrailChecks, builtin_checks, pack_checks
+from ztgate.detectors.holdback import check_holdback
+from ztgate.detectors.patterns import Detector
 from ztgate.policy.document import ENDPOINTS, Conditions, PolicyDocument, Rule
 from ztgate.policy.engine import Policy
 
@@ -35,6 +38,7 @@ class Serving:
 
     detectors: frozenset[str]
     default_approvers: frozenset[str] = frozenset()
+    holdback: int | None = None  # the stream holdback every rule pack check must fit
 
 
 def load_policy_file(
@@ -58,10 +62,53 @@ def build_policy(
         document = PolicyDocument.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(_describe(exc, data, source)) from None
+    checks = _guardrail_checks(document, source, serving)
     if serving is not None:
-        _check_detectors(document, set(serving.detectors), source)
+        known = set(serving.detectors)
+        if known:
+            known |= {d.id for d in checks.detectors}
+        _check_detectors(document, known, source)
         _check_approvers(document, serving.default_approvers, source)
-    return Policy(document), lint(document)
+    return Policy(document, checks), lint(document)
+
+
+def _guardrail_checks(
+    document: PolicyDocument, source: str, serving: Serving | None
+) -> GuardrailChecks:
+    """The rule packs compiled (each check held to the custom detectors' rules and, when the
+    gateway says its holdback, to what a stream can cover), and the built-in checks that
+    are switched off, which must exist."""
+    builtin = {d.id for d in builtin_checks()[0]}
+    guardrails = document.guardrails
+    problems = [
+        f"  guardrails.disable: {name!r} is not a built-in check"
+        for name in guardrails.disable
+        if name not in builtin
+    ]
+    specs = [
+        (c.id, c.category, c.score, c.message, c.patterns, c.words)
+        for pack in guardrails.packs
+        for c in pack.checks
+    ]
+    problems += [
+        f"  guardrails: check {check_id!r} shadows a built-in check"
+        for check_id, *_ in specs
+        if check_id in builtin
+    ]
+    detectors: list[Detector] = []
+    infos: list[CheckInfo] = []
+    if not problems:
+        try:
+            detectors, infos = pack_checks(specs)
+            if serving is not None and serving.holdback is not None and detectors:
+                check_holdback(detectors, serving.holdback)
+        except ValueError as exc:
+            problems.append(f"  guardrails: {exc}")
+    if problems:
+        raise PolicyError(
+            "\n".join([f"{source} is invalid:", *problems, "  (see docs/guardrails.md)"])
+        )
+    return GuardrailChecks(tuple(detectors), tuple(infos), frozenset(guardrails.disable))
 
 
 def _check_detectors(document: PolicyDocument, known: set[str], source: str) -> None:
@@ -74,7 +121,7 @@ def _check_detectors(document: PolicyDocument, known: set[str], source: str) -> 
         ]
     else:
         problems = [
-            f"  rule {rule.id!r}: unknown detector {name!r}"
+            f"  rule {rule.id!r}: unknown detector or guardrail check {name!r}"
             for rule in document.rules
             for name in sorted(rule.detector_names() - known)
         ]

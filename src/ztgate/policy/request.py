@@ -10,6 +10,7 @@ from typing import Any
 
 from ztgate.core.context import Endpoint, RequestContext
 from ztgate.core.decision import PolicyRequest
+from ztgate.core.guardrails import combine
 
 # The class of each endpoint as policy names it.
 ENDPOINT_NAMES = {
@@ -39,15 +40,19 @@ def from_context(ctx: RequestContext) -> list[PolicyRequest]:
         betas=betas,
         request_bytes=ctx.bytes_in,
         findings=frozenset(f.detector for f in ctx.findings),
+        guardrails=combine(signal for _, signal in ctx.signals),
     )
     payload = ctx.payload or {}
     if ctx.route.endpoint is Endpoint.BATCHES and ctx.route.action == "create":
         inner = [
-            _with_params(base, params, label)._replace(findings=_findings_under(ctx, prefix))
+            _with_params(base, params, label)._replace(
+                findings=_findings_under(ctx, prefix),
+                guardrails=combine(s for path, s in ctx.signals if path.startswith(prefix)),
+            )
             for label, params, prefix in _batch(payload)
         ]
         # The batch itself carries no text: its findings belong to the requests inside it.
-        return [base._replace(findings=frozenset()), *inner]
+        return [base._replace(findings=frozenset(), guardrails=()), *inner]
     if ctx.route.endpoint in (Endpoint.MESSAGES, Endpoint.COUNT_TOKENS):
         return [_with_params(base, payload, label=None)]
     return [base]

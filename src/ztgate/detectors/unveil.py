@@ -1,0 +1,273 @@
+"""Disguises a text can wear to get past the checks, and taking them off.
+
+A caller who knows the detectors can hide a key or an order from them: zero-width characters
+inside a word, look-alike letters from other scripts or full-width forms, Unicode tag
+characters (invisible ASCII), bidirectional controls, or an encoding (base64, hex, URL or HTML
+escapes, rot13). The model reads through all of these. So inspection scans a text twice over:
+as written, and as each disguise decodes (``inspection/deep.py``); this module only finds the
+disguises and decodes them, as pure functions.
+
+Positions map back to the text as written: for folded Unicode character by character
+(:func:`origins`), for a decoded stretch to the whole stretch (masking replaces all of it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import html
+import quopri
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from urllib.parse import unquote
+
+from ztgate.core.findings import Finding
+
+# Characters that render as nothing: a word with one inside reads the same to a person and the
+# model, but not to a pattern.
+_INVISIBLE = "\u00ad\u034f\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"
+_BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"
+_TAG_FIRST, _TAG_LAST = 0xE0000, 0xE007F
+
+# Look-alike letters from Cyrillic and Greek (the common confusables of Unicode's list).
+_CONFUSABLES = {
+    "а": "a", "в": "B", "е": "e", "к": "k", "м": "M", "н": "H", "о": "o", "р": "p", "с": "c",
+    "т": "T", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w",
+    "ɡ": "g", "ո": "n", "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O",
+    "Р": "P", "С": "C", "Т": "T", "Х": "X", "У": "Y", "Ѕ": "S", "І": "I", "Ј": "J",
+    "α": "a", "ο": "o", "ρ": "p", "ν": "v", "τ": "t", "ι": "i", "κ": "k", "υ": "u",
+    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N",
+    "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
+}  # fmt: skip
+# Blocks whose compatibility forms are letters and digits in disguise.
+_COMPATIBLE_BLOCKS = (
+    (0xFF01, 0xFF5E),  # full-width ASCII
+    (0x1D400, 0x1D7FF),  # mathematical alphanumerics (bold, italic, script, monospace...)
+    (0x2460, 0x24FF),  # enclosed alphanumerics
+    (0x1F130, 0x1F189),  # squared and negative letters
+    (0x2070, 0x209F),  # super- and subscripts
+    (0x2100, 0x214F),  # letter-like symbols
+    (0xFB00, 0xFB06),  # Latin ligatures
+)
+
+
+@cache
+def _fold_table() -> dict[int, str | None]:
+    table: dict[int, str | None] = dict.fromkeys(map(ord, _INVISIBLE + _BIDI))
+    for first, last in _COMPATIBLE_BLOCKS:
+        for point in range(first, last + 1):
+            plain = unicodedata.normalize("NFKC", chr(point))
+            if plain != chr(point) and plain.isascii() and plain.strip():
+                table[point] = plain
+    for point in range(_TAG_FIRST, _TAG_LAST + 1):
+        inner = point - _TAG_FIRST
+        table[point] = chr(inner) if 0x20 <= inner <= 0x7E else None
+    table.update({ord(k): v for k, v in _CONFUSABLES.items()})
+    return table
+
+
+def folded(text: str) -> str | None:
+    """The text as a reader takes it in (invisible characters gone, tag characters as the
+    ASCII they hide, look-alikes and compatibility forms as plain letters), or None when that
+    is the text itself. ASCII text never changes, and costs one check."""
+    if text.isascii():
+        return None
+    plain = text.translate(_fold_table())
+    return None if plain == text else plain
+
+
+def origins(text: str) -> list[int]:
+    """For each character of ``folded(text)``, the position in ``text`` it came from."""
+    table = _fold_table()
+    out: list[int] = []
+    for position, char in enumerate(text):
+        replacement = table.get(ord(char), char)
+        if replacement:
+            out.extend([position] * len(replacement))
+    return out
+
+
+# --- marks that are suspicious in themselves ---------------------------------------------------
+
+_MARKS = (
+    # Unicode tag characters: invisible ASCII, with no use in prose.
+    ("smuggling.tag_characters", 0.95, re.compile("[\U000e0000-\U000e007f]+")),
+    # Invisible characters inside a Latin word or number: there to break a pattern.
+    (
+        "smuggling.invisible_characters",
+        0.7,
+        re.compile(f"[A-Za-z0-9](?:[{_INVISIBLE}]+[A-Za-z0-9])+"),
+    ),
+    # Direction overrides ("Trojan Source"): text that displays otherwise than it reads.
+    ("smuggling.bidi_controls", 0.6, re.compile("[\u202a-\u202e\u2066-\u2069]+")),
+    # A word mixing Latin letters with Cyrillic or Greek look-alikes.
+    (
+        "smuggling.homoglyphs",
+        0.6,
+        re.compile(
+            "(?:[A-Za-z]+["
+            + "".join(_CONFUSABLES)
+            + "]+|["
+            + "".join(_CONFUSABLES)
+            + "]+[A-Za-z]+)"
+            "[A-Za-z" + "".join(_CONFUSABLES) + "]*"
+        ),
+    ),
+)
+MARK_SCORES = {check: score for check, score, _ in _MARKS}
+
+
+def marks(text: str) -> list[Finding]:
+    """Stretches whose characters are a disguise in themselves (never in ASCII text)."""
+    if text.isascii():
+        return []
+    found = []
+    for check, _score, pattern in _MARKS:
+        for match in pattern.finditer(text):
+            if check == _TAGS and _is_flag(text, match.start(), match.end()):
+                continue
+            found.append(Finding(check, "smuggling", "SMUGGLING", match.start(), match.end()))
+    return found
+
+
+_TAGS = "smuggling.tag_characters"
+_BLACK_FLAG = "\U0001f3f4"
+_CANCEL_TAG = "\U000e007f"
+
+
+def _is_flag(text: str, start: int, end: int) -> bool:
+    """A subdivision flag (Scotland, Wales...): a black flag, a few tag letters, a cancel tag."""
+    return (
+        start > 0
+        and text[start - 1] == _BLACK_FLAG
+        and end - start <= 8
+        and text[end - 1] == _CANCEL_TAG
+    )
+
+
+# --- encodings -----------------------------------------------------------------------------
+
+MIN_ENCODED = 16  # shorter runs decode to too little to hold an order or a key
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A stretch of text and what it decodes to."""
+
+    kind: str
+    start: int
+    end: int
+    text: str
+
+
+_BASE64 = re.compile(
+    rf"[A-Za-z0-9+/]{{{MIN_ENCODED},}}={{0,2}}|[A-Za-z0-9_-]{{{MIN_ENCODED},}}={{0,2}}"
+)
+_HEX = re.compile(
+    rf"(?:[0-9A-Fa-f]{{2}}){{{MIN_ENCODED // 2},}}|(?:\\x[0-9A-Fa-f]{{2}}){{{MIN_ENCODED // 4},}}"
+)
+_PERCENT = re.compile(r"[^\s%]{0,64}(?:%[0-9A-Fa-f]{2}[^\s%]{0,64}){3,}")
+_ENTITIES = re.compile(r"(?:&(?:#[0-9]{2,7}|#[xX][0-9A-Fa-f]{2,6}|[A-Za-z]{2,8});[^&\n]{0,16}){3,}")
+_QUOTED_PRINTABLE = re.compile(r"[^\n]{0,64}(?:=[0-9A-F]{2}[^\n=]{0,64})+")
+_BASE32 = re.compile(rf"[A-Z2-7]{{{MIN_ENCODED},}}={{0,6}}")
+_ROT13_HINT = re.compile(r"rot-?13|caesar|rotate each letter", re.IGNORECASE)
+
+
+def _readable(data: bytes) -> str | None:
+    """Decoded bytes as text, when they are text a model could read as an order or a key."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if len(text) < 8:
+        return None
+    printable = sum(1 for c in text if c.isprintable() or c in "\n\r\t")
+    return text if printable >= 0.95 * len(text) else None
+
+
+def _from_base64(run: str) -> str | None:
+    if run.isdigit() or (run.isalpha() and (run.islower() or run.isupper())):
+        return None  # a number or a plain word is not worth decoding
+    padded = run.rstrip("=")
+    padded += "=" * (-len(padded) % 4)
+    try:
+        data = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return _readable(data)
+
+
+def _from_base32(run: str) -> str | None:
+    padded = run.rstrip("=")
+    padded += "=" * (-len(padded) % 8)
+    try:
+        return _readable(base64.b32decode(padded))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _from_hex(run: str) -> str | None:
+    try:
+        return _readable(bytes.fromhex(run.replace("\\x", "")))
+    except ValueError:
+        return None
+
+
+def encodings(text: str) -> Iterator[Encoded]:
+    """Stretches of ``text`` that decode to readable text, first to last within each kind."""
+    for match in _HEX.finditer(text):
+        decoded = _from_hex(match.group())
+        if decoded is not None:
+            yield Encoded("hex", match.start(), match.end(), decoded)
+    for match in _BASE64.finditer(text):
+        run = match.group()
+        if all(c in "0123456789abcdefABCDEF" for c in run.rstrip("=")):
+            continue  # hex, seen above
+        decoded = _from_base64(run)
+        if decoded is not None:
+            yield Encoded("base64", match.start(), match.end(), decoded)
+    for match in _BASE32.finditer(text):
+        decoded = _from_base32(match.group())
+        if decoded is not None:
+            yield Encoded("base32", match.start(), match.end(), decoded)
+    if "%" in text:
+        for match in _PERCENT.finditer(text):
+            decoded = unquote(match.group(), errors="strict") if _valid_percent(match) else None
+            if decoded is not None and decoded != match.group():
+                yield Encoded("url", match.start(), match.end(), decoded)
+    if "=" in text:
+        for match in _QUOTED_PRINTABLE.finditer(text):
+            decoded = _from_quoted_printable(match.group())
+            if decoded is not None and decoded != match.group():
+                yield Encoded("quoted-printable", match.start(), match.end(), decoded)
+    if "&" in text:
+        for match in _ENTITIES.finditer(text):
+            decoded = html.unescape(match.group())
+            if decoded != match.group():
+                yield Encoded("html", match.start(), match.end(), decoded)
+
+
+def _from_quoted_printable(run: str) -> str | None:
+    try:
+        return quopri.decodestring(run.encode("latin-1")).decode("utf-8")
+    except (UnicodeError, ValueError):
+        return None
+
+
+def _valid_percent(match: re.Match[str]) -> bool:
+    try:
+        unquote(match.group(), errors="strict")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def rot13(text: str) -> str | None:
+    """The text under rot13 when it says it is written in it (rot13 keeps every position)."""
+    if _ROT13_HINT.search(text) is None:
+        return None
+    return codecs.encode(text, "rot13")
