@@ -22,6 +22,7 @@ def test_the_demo_tours_the_gateway_and_exits(tmp_path: Path) -> None:
         "Claude saw:    Email <EMAIL_1> that the deploy key is [REDACTED:ANTHROPIC_API_KEY]" in out
     )
     assert "computer use  -> 403 denied by policy (rule no-computer-use)" in out
+    assert "a web page giving orders -> 403 denied by policy (rule guardrails)" in out
     assert "demo/lead approves -> approved" in out
     assert "the stream goes on after" in out
     assert "all with the gateway's own key: True" in out

@@ -267,7 +267,7 @@ def _checks() -> list[_Check]:
             "injection.ignore_above",
             "prompt_injection",
             0.85,
-            rf"\b{_IGNORE}{_GAP}(?:all{_GAP}|everything{_GAP}|the{_GAP}|what(?:'s|{_GAP}is|{_GAP}was){_GAP})?"
+            rf"\b{_IGNORE}{_GAP}(?:all{_GAP}|everything{_GAP}|the{_GAP}|what(?:'s|{_GAP}is|{_GAP}was)?{_GAP})?"
             rf"(?:above|before this|said before|written above|you were told|you have been told)\b",
             "an order to ignore what came before",
         ),
@@ -383,9 +383,9 @@ def _checks() -> list[_Check]:
             "jailbreak.dan",
             "jailbreak",
             0.9,
-            rf"\bdo{_GAP}anything{_GAP}now\b"
+            rf"\b[Dd][Oo]{_GAP}[Aa][Nn][Yy][Tt][Hh][Ii][Nn][Gg]{_GAP}[Nn][Oo][Ww]\b"
             rf"|\b(?:DAN|STAN|DUDE|AIM|UCAR){_GAP}(?:mode|jailbreak|prompt|\d{{1,2}}(?:\.\d{{1,2}})?)\b"
-            rf"|\b(?:act|be|pretend to be|play|become){_GAP}(?:as{_GAP})?(?:a{_GAP})?DAN\b"
+            rf"|\b(?:[Aa]ct|[Bb]e|[Pp]retend{_GAP}to{_GAP}be|[Pp]lay|[Bb]ecome){_GAP}(?:as{_GAP})?(?:an?{_GAP})?DAN\b"
             rf"|\b(?:BetterDAN|ANTI-DAN|AntiGPT|BasedGPT|Mongo{_GAP}Tom|NRAF|DevMode|BH{_GAP}mode)\b"
             rf"|\balways{_GAP}intelligent{_GAP}and{_GAP}machiavellian\b",
             "a DAN-style jailbreak persona",
@@ -454,7 +454,7 @@ def _checks() -> list[_Check]:
             r"\[(?:CLASSIC|JAILBREAK|JAILBROKEN|DAN|GPT|NORMAL|DEVELOPER MODE)\]"
             r"|\((?:Normal|Developer Mode) Output\)"
             rf"|\b(?:two|2){_GAP}(?:different{_GAP}|separate{_GAP})?(?:responses|answers|paragraphs|replies)"
-            rf"{_GAP}{_up_to(8)}(?:one{_GAP}normal|normal{_GAP}and|jailbr|unfiltered|uncensored)",
+            rf"\W{{1,4}}{_up_to(8)}(?:one{_GAP}normal|normal{_GAP}and|jailbr|unfiltered|uncensored)",
             "a demand for a second, unfiltered answer",
         ),
         _Check(
@@ -620,7 +620,7 @@ def _checks() -> list[_Check]:
             "exfiltration.empty_slot",
             "exfiltration",
             0.5,
-            r"https?://[^\s\])\x27\x22]{1,200}[?&][A-Za-z0-9_]{1,40}=(?:\s|\)|\]|[\x27\x22])",
+            r"https?://[^\s\])\x27\x22]{1,200}[?&][A-Za-z0-9_]{1,40}=\B",
             "a URL whose query ends in an empty slot for data",
         ),
         _Check(

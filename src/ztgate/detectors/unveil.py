@@ -19,13 +19,19 @@ import codecs
 import html
 import quopri
 import re
+import threading
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 from urllib.parse import unquote
 
 from ztgate.core.findings import Finding
+from ztgate.detectors.patterns import HYPERSCAN_AVAILABLE
+
+if HYPERSCAN_AVAILABLE:
+    import hyperscan
 
 # Characters that render as nothing: a word with one inside reads the same to a person and the
 # model, but not to a pattern.
@@ -164,17 +170,81 @@ class Encoded:
     text: str
 
 
-_BASE64 = re.compile(
-    rf"[A-Za-z0-9+/]{{{MIN_ENCODED},}}={{0,2}}|[A-Za-z0-9_-]{{{MIN_ENCODED},}}={{0,2}}"
-)
-_HEX = re.compile(
-    rf"(?:[0-9A-Fa-f]{{2}}){{{MIN_ENCODED // 2},}}|(?:\\x[0-9A-Fa-f]{{2}}){{{MIN_ENCODED // 4},}}"
-)
+_RUN = "A-Za-z0-9+/=_-"  # what base64 (both alphabets), base32 and hex are written in
+_RUNS = re.compile(rf"[{_RUN}]{{{MIN_ENCODED},}}")
+_ESCAPED_HEX = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){4,}")
 _PERCENT = re.compile(r"[^\s%]{0,64}(?:%[0-9A-Fa-f]{2}[^\s%]{0,64}){3,}")
 _ENTITIES = re.compile(r"(?:&(?:#[0-9]{2,7}|#[xX][0-9A-Fa-f]{2,6}|[A-Za-z]{2,8});[^&\n]{0,16}){3,}")
 _QUOTED_PRINTABLE = re.compile(r"[^\n]{0,64}(?:=[0-9A-F]{2}[^\n=]{0,64})+")
-_BASE32 = re.compile(rf"[A-Z2-7]{{{MIN_ENCODED},}}={{0,6}}")
-_ROT13_HINT = re.compile(r"rot-?13|caesar|rotate each letter", re.IGNORECASE)
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_BASE32_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567=")
+
+# One Hyperscan pass finds where an encoding may be; Python's ``re`` then reads only there (it
+# would take ~0.5 ms to search 4 KB of prose for each kind). Each probe: its id, its pattern,
+# and whether one report is enough (the kind is present at all).
+_PROBES = (
+    (0, rf"[{_RUN}]{{{MIN_ENCODED},}}[^{_RUN}]", False),  # a long run, reported where it ends
+    (1, r"\\x[0-9A-Fa-f]{2}", True),
+    (2, r"%[0-9A-Fa-f]{2}", True),
+    (3, r"&#?[0-9A-Za-z]{2,8};", True),
+    (4, r"=[0-9A-F]{2}", True),
+)
+
+
+def _probe_collect(probe: int, start: int, end: int, _flags: int, found: Any) -> None:
+    """Hyperscan's match handler (module level, so it outlives every scan)."""
+    found.append((probe, start, end))
+
+
+@cache
+def _probe_database() -> Any:
+    if not HYPERSCAN_AVAILABLE:
+        return None
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    database.compile(
+        expressions=[pattern.encode() for _, pattern, _ in _PROBES],
+        ids=[probe for probe, _, _ in _PROBES],
+        flags=[
+            hyperscan.HS_FLAG_SINGLEMATCH if single else hyperscan.HS_FLAG_SOM_LEFTMOST
+            for _, _, single in _PROBES
+        ],
+    )
+    return database
+
+
+_scratch = threading.local()
+
+
+def _probe(text: str) -> tuple[list[tuple[int, int]], set[int]]:
+    """Where long runs are, and which other escapes the text holds at all."""
+    database = _probe_database()
+    if database is None:  # pragma: no cover - without Hyperscan: the same answers from re
+        runs = [m.span() for m in _RUNS.finditer(text)]
+        present = {
+            probe
+            for probe, pattern in (
+                (1, _ESCAPED_HEX),
+                (2, _PERCENT),
+                (3, _ENTITIES),
+                (4, _QUOTED_PRINTABLE),
+            )
+            if pattern.search(text)
+        }
+        return runs, present
+    scratch = getattr(_scratch, "space", None)
+    if scratch is None:
+        scratch = _scratch.space = hyperscan.Scratch(database)
+    found: list[tuple[int, int, int]] = []
+    # One byte per character (non-ASCII as "?", never part of a run), and a last character
+    # that ends a run at the end of the text.
+    database.scan(
+        (text + "\n").encode("ascii", "replace"),
+        match_event_handler=_probe_collect,
+        context=found,
+        scratch=scratch,
+    )
+    runs = [(start, end - 1) for probe, start, end in found if probe == 0]
+    return runs, {probe for probe, _, _ in found if probe}
 
 
 def _readable(data: bytes) -> str | None:
@@ -218,37 +288,49 @@ def _from_hex(run: str) -> str | None:
 
 
 def encodings(text: str) -> Iterator[Encoded]:
-    """Stretches of ``text`` that decode to readable text, first to last within each kind."""
-    for match in _HEX.finditer(text):
-        decoded = _from_hex(match.group())
-        if decoded is not None:
-            yield Encoded("hex", match.start(), match.end(), decoded)
-    for match in _BASE64.finditer(text):
-        run = match.group()
-        if all(c in "0123456789abcdefABCDEF" for c in run.rstrip("=")):
-            continue  # hex, seen above
-        decoded = _from_base64(run)
-        if decoded is not None:
-            yield Encoded("base64", match.start(), match.end(), decoded)
-    for match in _BASE32.finditer(text):
-        decoded = _from_base32(match.group())
-        if decoded is not None:
-            yield Encoded("base32", match.start(), match.end(), decoded)
-    if "%" in text:
+    """Stretches of ``text`` that decode to readable text."""
+    runs, present = _probe(text)
+    for start, end in runs:
+        found = _decoded_run(text[start:end])
+        if found is not None:
+            yield Encoded(found[0], start, end, found[1])
+    if 1 in present:
+        for match in _ESCAPED_HEX.finditer(text):
+            decoded = _from_hex(match.group())
+            if decoded is not None:
+                yield Encoded("hex", match.start(), match.end(), decoded)
+    if 2 in present:
         for match in _PERCENT.finditer(text):
             decoded = unquote(match.group(), errors="strict") if _valid_percent(match) else None
             if decoded is not None and decoded != match.group():
                 yield Encoded("url", match.start(), match.end(), decoded)
-    if "=" in text:
-        for match in _QUOTED_PRINTABLE.finditer(text):
-            decoded = _from_quoted_printable(match.group())
-            if decoded is not None and decoded != match.group():
-                yield Encoded("quoted-printable", match.start(), match.end(), decoded)
-    if "&" in text:
+    if 3 in present:
         for match in _ENTITIES.finditer(text):
             decoded = html.unescape(match.group())
             if decoded != match.group():
                 yield Encoded("html", match.start(), match.end(), decoded)
+    if 4 in present:
+        for match in _QUOTED_PRINTABLE.finditer(text):
+            decoded = _from_quoted_printable(match.group())
+            if decoded is not None and decoded != match.group():
+                yield Encoded("quoted-printable", match.start(), match.end(), decoded)
+
+
+def _decoded_run(run: str) -> tuple[str, str] | None:
+    """A run read as hex, base64 or base32, whichever gives readable text."""
+    body = run.rstrip("=")
+    if len(body) >= MIN_ENCODED and _HEX_DIGITS.issuperset(body):
+        decoded = _from_hex(body[: len(body) // 2 * 2])
+        if decoded is not None:
+            return "hex", decoded
+    decoded = _from_base64(run)
+    if decoded is not None:
+        return "base64", decoded
+    if _BASE32_ALPHABET.issuperset(run):
+        decoded = _from_base32(run)
+        if decoded is not None:
+            return "base32", decoded
+    return None
 
 
 def _from_quoted_printable(run: str) -> str | None:
@@ -266,8 +348,12 @@ def _valid_percent(match: re.Match[str]) -> bool:
     return True
 
 
+_ROT13_HINTS = ("rot13", "rot-13", "rot 13", "caesar", "rotate each letter")
+
+
 def rot13(text: str) -> str | None:
     """The text under rot13 when it says it is written in it (rot13 keeps every position)."""
-    if _ROT13_HINT.search(text) is None:
+    lowered = text.lower()
+    if not any(hint in lowered for hint in _ROT13_HINTS):
         return None
     return codecs.encode(text, "rot13")

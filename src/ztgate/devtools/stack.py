@@ -39,8 +39,31 @@ DEMO_POLICY: dict[str, Any] = {
             "mask": {
                 "categories": ["secret"],
                 "action": "redact",
-                "detectors": {"email": "pseudonymize", "payment_card": "block"},
+                "detectors": {
+                    "email": "pseudonymize",
+                    "payment_card": "block",
+                    # links in an answer built to carry data out (docs/guardrails.md)
+                    "exfiltration.image_placeholder": "redact",
+                    "exfiltration.image_data_query": "redact",
+                },
             },
+        },
+        {
+            "id": "guardrails",
+            "when": {
+                "guardrails": {
+                    "any": [
+                        "prompt_injection",
+                        "jailbreak",
+                        "prompt_extraction",
+                        "indirect_injection",
+                        "smuggling",
+                    ],
+                    "score_at_least": 0.8,
+                }
+            },
+            "effect": "deny",
+            "message": "the guardrails stopped this request",
         },
         {
             "id": "no-computer-use",

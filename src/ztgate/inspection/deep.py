@@ -5,9 +5,10 @@ character by character, through an encoding to the whole encoded stretch, which 
 masking then replaces (a base64-encoded key is redacted as a whole). Such findings carry
 ``via`` (``base64``, ``unicode``...), which the guardrails read as smuggling.
 
-Decoding is bounded: at most ``max_depth`` encodings inside each other and ``max_decoded``
-decoded characters per text. What lies beyond is not expanded but reported, as a
-``smuggling.decode_limit`` finding over the stretch left undecoded.
+Decoding is bounded: at most ``max_depth`` encodings inside each other (0: texts are read as
+written only, no disguise taken off) and ``max_decoded`` decoded characters per text. What
+lies beyond is not expanded but reported, as a ``smuggling.decode_limit`` finding over the
+stretch left undecoded.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class DeepScanner:
     def scan(self, text: str) -> Scan:
         values, checks = self.scanner.scan_parts(text)
         result = Scan(values, checks)
+        if self.max_depth == 0:
+            return result  # read as written only
         budget = _Budget(self.max_decoded)
         extra_values, extra_checks = self._unveil(text, 0, budget)
         if extra_values:

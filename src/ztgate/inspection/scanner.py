@@ -77,7 +77,11 @@ def _one_byte_per_char(text: str) -> bytes:
 def _collect(pattern_id: int, _start: int, end: int, _flags: int, ends: Any) -> None:
     """Hyperscan's match handler: a module-level function, so it can never be collected
     while Hyperscan holds it (a temporary callable there crashes the binding)."""
-    ends[pattern_id].append(end)
+    found = ends.get(pattern_id)
+    if found is None:
+        ends[pattern_id] = [end]
+    else:
+        found.append(end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +315,8 @@ class Scanner:
         return scratch
 
     def _scan_hyperscan(self, text: str, candidates: list[_Candidate]) -> None:
-        hits: list[list[int]] = [[] for _ in self._compiled]
+        # Only the detectors that hit get a list: most texts hit few of the ~80 patterns.
+        hits: dict[int, list[int]] = {}
         self._database.scan(
             _one_byte_per_char(text),
             match_event_handler=self._handler,
@@ -319,9 +324,9 @@ class Scanner:
             scratch=self._scratch(),
         )
         n = len(text)
-        for c, ends in zip(self._compiled, hits, strict=True):
-            if not ends:
-                continue
+        compiled = self._compiled
+        for index in sorted(hits):
+            c, ends = compiled[index], hits[index]
             ends.sort()
             back, forward, shortest = c.back, c.forward, c.shortest
             gap = back + forward
