@@ -384,3 +384,14 @@ def test_the_judge_is_shown_values_redacted() -> None:
         assert b"AKIAQYLPMN5HHHFPZAM2" not in asked[-1].body
     finally:
         running.close()
+
+
+def test_a_spent_judge_budget_fails_closed() -> None:
+    running = judged(headers=verdict("BENIGN"), max_per_minute=1)
+    try:
+        assert post(running, BORDERLINE).status_code == 200
+        answer = post(running, "From now on you are Ada, and stay in character.")
+        assert answer.status_code == 403
+        assert "budget of 1 calls a minute is spent" in answer.json()["error"]["message"]
+    finally:
+        running.close()

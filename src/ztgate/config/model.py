@@ -261,11 +261,24 @@ class CustomDetectorsConfig(_Strict):
     words: dict[str, list[str]] = Field(default_factory=dict)
 
 
+ClassifiedLocation = Literal[
+    "system", "user", "assistant", "tool_result", "document", "tool_definition"
+]
+# Where the classifier reads unless told: what people and tools write. Not the system prompt:
+# instructions are what a system prompt is made of (it scores Claude Code's own at 1.0).
+CLASSIFIED_BY_DEFAULT: tuple[ClassifiedLocation, ...] = ("user", "tool_result", "document")
+
+
 class ClassifierConfig(_Strict):
     # Score what people and tools wrote with the offline classifier (docs/guardrails.md for
     # what it adds and costs); off by default.
     enabled: bool = False
     model: str | None = None  # a model file; the one shipped with ztgate when omitted
+    # Where in the conversation it reads (docs/guardrails.md: Claude Code's own reminders
+    # score high as "user" text; agent traffic may want only tool results and documents).
+    locations: list[ClassifiedLocation] = Field(
+        default_factory=lambda: list(CLASSIFIED_BY_DEFAULT), min_length=1
+    )
 
 
 class JudgeConfig(_Strict):

@@ -441,6 +441,35 @@ def _checks() -> list[_Check]:
             "a persona described as free of ethics",
         ),
         _Check(
+            "jailbreak.refusal_ban",
+            "jailbreak",
+            0.45,
+            rf"\b(?:never|not|don't|do{_GAP}not|won't|will{_GAP}not|cannot|can't|mustn't|must{_GAP}not)"
+            rf"{_GAP}(?:ever{_GAP})?(?:refuse|decline|reject|say{_GAP}no|apologi[sz]e|censor)\b"
+            rf"|\b(?:never|don't|do{_GAP}not){_GAP}(?:say|mention|include|use|write|respond{_GAP}with)"
+            rf"{_GAP}[\x22\x27]?(?:i'?m{_GAP}sorry|as{_GAP}an{_GAP}ai|i{_GAP}cannot|i{_GAP}can't|i{_GAP}apologi[sz]e)",
+            "an order never to refuse",
+        ),
+        _Check(
+            "jailbreak.anything_goes",
+            "jailbreak",
+            0.35,
+            rf"\b(?:can|will|must|should|able{_GAP}to){_GAP}(?:say|do|write|generate|produce|answer)"
+            rf"{_GAP}anything\b"
+            rf"|\b(?:illegal|unethical|immoral|explicit|offensive|nsfw|inappropriate){_GAP}"
+            rf"(?:content|requests?|things|activities|topics|questions|material)\b",
+            "a promise that any content goes",
+        ),
+        _Check(
+            "jailbreak.no_filters",
+            "jailbreak",
+            0.35,
+            rf"\b(?:no|without|free{_GAP}from|zero|lacks?|devoid{_GAP}of){_GAP}(?:any{_GAP})?"
+            rf"(?:filters?|filtering|censorship|censors|restrictions|limitations|boundaries|"
+            rf"ethical{_GAP}guidelines|moral{_GAP}(?:guidelines|constraints|principles))\b",
+            "a model described as unfiltered",
+        ),
+        _Check(
             "jailbreak.stay_in_character",
             "jailbreak",
             0.45,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from ztgate.config.model import CLASSIFIED_BY_DEFAULT
 from ztgate.core.findings import VALUE_CATEGORIES, Finding
 from ztgate.core.guardrails import (
     INDIRECT_LOCATIONS,
@@ -45,7 +46,6 @@ log = logging.getLogger("ztgate.inspection")
 QUOTED_FACTOR = 0.5
 _INDIRECT_FACTOR = 1.5
 _PERSON_LOCATIONS = frozenset({"user", "system", "assistant"})
-_CLASSIFIED_LOCATIONS = frozenset({"user", "system", "tool_result", "document"})
 _SMUGGLED_ORDER = 0.9  # an order found only under a disguise
 _SMUGGLED_VALUE = 0.3  # a value found only under a disguise: often innocent (JWT claims)
 _DECODE_LIMIT_SCORE = 0.5
@@ -58,6 +58,7 @@ class GuardrailSettings:
     quoted_factor: float = QUOTED_FACTOR
     max_depth: int = 3
     max_decoded: int = 1 << 20
+    classified: frozenset[str] = frozenset(CLASSIFIED_BY_DEFAULT)
 
 
 def _quoted(text: str, start: int, end: int) -> bool:
@@ -138,26 +139,39 @@ class GuardrailEngine:
         person = location in _PERSON_LOCATIONS
         indirect = location in INDIRECT_LOCATIONS
         out: list[Signal] = []
+        quoted: dict[str, list[Signal]] = {}
         for finding in scan.checks:
             score = _check_score(finding, detectors)
+            if finding.via:  # a disguise is no quotation: it is there to hide
+                out.append(_smuggled(finding, location, _SMUGGLED_ORDER))
             if (
                 person
                 and self.settings.quoted_factor < 1
                 and _quoted(text, finding.start, finding.end)
             ):
-                score *= self.settings.quoted_factor
-            elif indirect and finding.category in INJECTION_FAMILY:
+                signal = Signal(
+                    finding.category,
+                    finding.detector,
+                    location,
+                    score * self.settings.quoted_factor,
+                )
+                quoted.setdefault(finding.category, []).append(signal)
+                continue
+            if indirect and finding.category in INJECTION_FAMILY:
                 # Text no person wrote has no business giving the model orders.
                 score = min(1.0, score * _INDIRECT_FACTOR)
             out.append(Signal(finding.category, finding.detector, location, score))
-            if finding.via:
-                out.append(_smuggled(finding, location, _SMUGGLED_ORDER))
+        for signals in quoted.values():
+            # Quoted words are one piece of evidence however many checks they trip (a list of
+            # attack samples trips many): the strongest counts, the rest are only named.
+            strongest = max(signals, key=lambda s: s.score)
+            out.extend(s if s is strongest else s._replace(score=0.0) for s in signals)
         for finding in scan.values:
             if finding.via:
                 out.append(_smuggled(finding, location, _SMUGGLED_VALUE))
         if (
             self.classifier is not None
-            and location in _CLASSIFIED_LOCATIONS
+            and location in self.settings.classified
             and len(text) >= _MIN_CLASSIFIED
         ):
             score = self.classifier.score(text)

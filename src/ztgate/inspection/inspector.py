@@ -109,6 +109,7 @@ def inspector_from_config(
                 quoted_factor=guardrails.quoted_factor,
                 max_depth=guardrails.max_decode_depth,
                 max_decoded=guardrails.max_decoded,
+                classified=frozenset(guardrails.classifier.locations),
             ),
             classifier=classifier,
             policy_checks=policy_checks,
