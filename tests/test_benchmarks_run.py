@@ -22,6 +22,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ["masking.py", "--deltas", "300", "--requests", "20", "--rounds", "1"],
         ["audit_path.py", "--requests", "20", "--rounds", "1"],
         ["reviews.py", "--held", "20", "--requests", "50", "--rounds", "1", "--ping", "1"],
+        ["guardrails_speed.py", "--calls", "40", "--requests", "20", "--rounds", "1"],
     ],
 )
 def test_benchmark_runs(args: list[str]) -> None:

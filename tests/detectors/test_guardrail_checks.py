@@ -3,6 +3,8 @@ rule packs from a policy held to the custom detectors' rules."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ztgate.detectors.catalogue import catalogue
@@ -259,3 +261,9 @@ def test_a_pack_check_that_breaks_the_rules_is_refused_by_name(
     with pytest.raises(ValueError, match=r"acme\.bad") as info:
         pack_checks([("acme.bad", "jailbreak", 0.5, "m", patterns, words)])
     assert problem in str(info.value)
+
+
+def test_the_guide_lists_every_built_in_check() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "guardrails.md").read_text()
+    for info in INFOS:
+        assert f"| `{info.id}` | {info.category} | {info.score:.2f} | {info.message} |" in guide
