@@ -7,19 +7,12 @@ from typing import Literal, get_args
 
 # What a detector or a guardrail check looks for. The first three are values (masking keeps
 # them out); the rest are guardrail checks on the text's intent (docs/guardrails.md).
-Category = Literal[
-    "pii",
-    "secret",
-    "custom",
-    "prompt_injection",
-    "jailbreak",
-    "prompt_extraction",
-    "smuggling",
-    "exfiltration",
+ValueCategory = Literal["pii", "secret", "custom"]
+GuardrailCategory = Literal[
+    "prompt_injection", "jailbreak", "prompt_extraction", "smuggling", "exfiltration"
 ]
-CATEGORIES: frozenset[str] = frozenset(get_args(Category))
-VALUE_CATEGORIES: frozenset[str] = frozenset({"pii", "secret", "custom"})
-GUARDRAIL_CATEGORIES: frozenset[str] = CATEGORIES - VALUE_CATEGORIES
+Category = Literal[ValueCategory, GuardrailCategory]
+VALUE_CATEGORIES: frozenset[str] = frozenset(get_args(ValueCategory))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -33,6 +33,7 @@ from ztgate.core.guardrails import (
     reported_category,
 )
 from ztgate.core.reviews import ReviewRequirement
+from ztgate.wire.fields import text_blocks
 
 log = logging.getLogger("ztgate.inspection")
 
@@ -193,7 +194,7 @@ def _parse(answer: bytes) -> bool:
     """True for ATTACK, False for BENIGN; anything else is no verdict."""
     try:
         message = orjson.loads(answer)
-        words = _texts(message.get("content", []))
+        words = text_blocks(message.get("content", []))
     except (orjson.JSONDecodeError, AttributeError):
         raise JudgeUnavailable("its answer was not a message") from None
     verdict = "".join(words).strip().upper()
@@ -202,13 +203,3 @@ def _parse(answer: bytes) -> bool:
     if verdict.startswith("BENIGN"):
         return False
     raise JudgeUnavailable("its answer was neither ATTACK nor BENIGN")
-
-
-def _texts(content: Iterable[object]) -> list[str]:
-    return [
-        block["text"]
-        for block in content
-        if isinstance(block, dict)
-        and block.get("type") == "text"
-        and isinstance(block.get("text"), str)
-    ]

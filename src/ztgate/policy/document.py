@@ -4,11 +4,19 @@ that name the rule."""
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from ztgate.config.units import Duration
+from ztgate.core.findings import Category, GuardrailCategory
 from ztgate.core.guardrails import DEFAULT_THRESHOLD, HIT_CATEGORIES
 
 # The places a guardrail condition can name (core/guardrails.py says what each is).
@@ -122,16 +130,7 @@ class Limits(_Strict):
 
 
 MaskAction = Literal["redact", "pseudonymize", "hash", "block", "report"]
-MaskCategory = Literal[
-    "pii",
-    "secret",
-    "custom",
-    "prompt_injection",
-    "jailbreak",
-    "prompt_extraction",
-    "smuggling",
-    "exfiltration",
-]
+MaskCategory = Category
 
 
 class Mask(_Strict):
@@ -226,27 +225,20 @@ class Rule(_Strict):
         return names
 
 
-_CHECK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# A check's or a pack's id: the custom detectors' alphabet, so a check can be named anywhere a
+# detector can.
+CheckId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
 class Check(_Strict):
     """One check of a rule pack: phrases or patterns that are evidence of one category."""
 
-    id: str
-    category: Literal[
-        "prompt_injection", "jailbreak", "prompt_extraction", "smuggling", "exfiltration"
-    ]
+    id: CheckId
+    category: GuardrailCategory
     score: float = Field(default=0.8, gt=0, le=1)
     message: str
     patterns: list[str] = Field(default_factory=list)
     words: list[str] = Field(default_factory=list)
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        if not _CHECK_ID.fullmatch(value):
-            raise ValueError("use 1-64 letters, digits, '_', '.' or '-'")
-        return value
 
     @model_validator(mode="after")
     def _something(self) -> Check:
@@ -256,16 +248,9 @@ class Check(_Strict):
 
 
 class RulePack(_Strict):
-    id: str
+    id: CheckId
     description: str | None = None
     checks: list[Check]
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        if not _CHECK_ID.fullmatch(value):
-            raise ValueError("use 1-64 letters, digits, '_', '.' or '-'")
-        return value
 
 
 class Guardrails(_Strict):

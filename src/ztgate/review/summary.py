@@ -14,6 +14,7 @@ from typing import Any
 
 from ztgate.core.context import RequestContext
 from ztgate.core.decision import Decision
+from ztgate.wire.fields import text_blocks
 
 EXCERPT = 600  # characters of the end of the prompt and of the last tool result
 
@@ -65,26 +66,12 @@ def _excerpt(text: str | None, redact: Redact) -> str | None:
     return ("…" + shown[-EXCERPT:]) if len(shown) > EXCERPT else shown
 
 
-def _texts(content: Any) -> list[str]:
-    if isinstance(content, str):
-        return [content]
-    if not isinstance(content, list):
-        return []
-    return [
-        block["text"]
-        for block in content
-        if isinstance(block, dict)
-        and block.get("type") == "text"
-        and isinstance(block.get("text"), str)
-    ]
-
-
 def _last_text(bodies: Sequence[Mapping[str, Any]], role: str) -> str | None:
     for body in reversed(bodies):
         messages = body.get("messages")
         for message in reversed(messages if isinstance(messages, list) else []):
             if isinstance(message, dict) and message.get("role") == role:
-                text = "\n".join(_texts(message.get("content")))
+                text = "\n".join(text_blocks(message.get("content")))
                 if text:
                     return text
     return None
@@ -97,7 +84,7 @@ def _last_tool_result(bodies: Sequence[Mapping[str, Any]]) -> str | None:
             content = message.get("content") if isinstance(message, dict) else None
             for block in reversed(content if isinstance(content, list) else []):
                 if isinstance(block, dict) and block.get("type") == "tool_result":
-                    text = "\n".join(_texts(block.get("content")))
+                    text = "\n".join(text_blocks(block.get("content")))
                     if text:
                         return text
     return None

@@ -180,3 +180,18 @@ def safe_path(path: str, tainted: set[str]) -> str:
         if name in path:
             path = path.replace(name, "<key>")
     return path
+
+
+def text_blocks(content: object) -> list[str]:
+    """The texts of a message's ``content``: the string itself, or its ``text`` blocks."""
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, list):
+        return []
+    return [
+        block["text"]
+        for block in content
+        if isinstance(block, dict)
+        and block.get("type") == "text"
+        and isinstance(block.get("text"), str)
+    ]
