@@ -246,6 +246,7 @@ SCHEMAS: dict[str, Any] = {
         {
             "status": {"type": "string", "enum": ["ready", "not ready"]},
             "reasons": {"type": "array", "items": _STRING},
+            "warnings": {"type": "array", "items": _STRING},
             "issuers": {"type": "object"},
             "policy": {"type": "object"},
             "audit": {"type": "object"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import os
 import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -197,6 +198,30 @@ class StoreConfig(_Strict):
         return value
 
 
+class ServerTLSConfig(_Strict):
+    """HTTPS on the listener (docs/deployment.md)."""
+
+    cert_file: str  # PEM chain, reloaded when it changes
+    key_file: str
+    # Callers' certificates: verified against this CA bundle; "required" refuses a handshake
+    # without one, "optional" lets policy decide (client_certificates conditions).
+    client_ca_file: str | None = None
+    client_certificates: Literal["optional", "required"] = "optional"
+    reload_interval: Duration = 10.0
+
+    @model_validator(mode="after")
+    def _readable(self) -> ServerTLSConfig:
+        names = [("cert_file", self.cert_file), ("key_file", self.key_file)]
+        if self.client_ca_file is not None:
+            names.append(("client_ca_file", self.client_ca_file))
+        for name, value in names:
+            if not os.access(value, os.R_OK):
+                raise ValueError(f"{name}: {value} cannot be read")
+        if self.reload_interval <= 0:
+            raise ValueError("reload_interval must be positive")
+        return self
+
+
 class ServerConfig(_Strict):
     """The listener and its limits; docs/security.md says what each defends against."""
 
@@ -227,6 +252,20 @@ class ServerConfig(_Strict):
     body_min_rate: Size = 1024
     # A caller that takes nothing of its response for this long is disconnected.
     send_timeout: Duration = 60.0
+    tls: ServerTLSConfig | None = None
+    # Addresses (CIDRs) of the proxies that terminate TLS in front of ztgate: only from them
+    # are X-Forwarded-For and X-Forwarded-Proto believed (the client's address and scheme).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or a network (CIDR)") from None
+        return value
 
     @field_validator("public_url")
     @classmethod

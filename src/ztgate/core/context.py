@@ -88,6 +88,8 @@ class RequestContext:
     client: str | None
     scheme: str
     public_url: str | None = None
+    # What the caller's verified TLS certificate says of it (``CN=...``, ``URI:spiffe://...``).
+    client_certificate: tuple[str, ...] = ()
     received_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
     route: Route | None = None

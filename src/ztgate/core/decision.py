@@ -34,12 +34,13 @@ class PolicyRequest(NamedTuple):
     request_bytes: int = 0
     findings: frozenset[str] = frozenset()
     guardrails: tuple[GuardrailHit, ...] = ()  # what the guardrail checks concluded
+    client_certificate: tuple[str, ...] = ()  # a verified client certificate's names
     label: str | None = None  # which request of a batch, for messages
 
 
 # How a PolicyRequest's collections are written in the audit: sets as sorted lists, tuples as lists.
 SET_FIELDS = ("groups", "scopes", "findings")
-TUPLE_FIELDS = ("skills", "tools", "mcp_servers", "betas")
+TUPLE_FIELDS = ("skills", "tools", "mcp_servers", "betas", "client_certificate")
 
 
 def policy_input_json(requests: Sequence[PolicyRequest]) -> list[dict[str, Any]]:

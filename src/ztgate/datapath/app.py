@@ -14,8 +14,10 @@ from ztgate.config import GatewayConfig
 from ztgate.core.context import RequestContext, new_request_id
 from ztgate.core.errors import NotFound
 from ztgate.core.types import Message, Receive, Scope, Send
+from ztgate.datapath.headers import forwarded_origin, trusted_networks
 from ztgate.datapath.responses import Responder
 from ztgate.datapath.runtime import Runtime, serving
+from ztgate.datapath.tls import client_identities
 from ztgate.identity.verifier import TokenVerifier
 from ztgate.policy.source import PolicySource
 
@@ -33,6 +35,7 @@ class Gateway:
         # The audit store: opened from ``store.url`` at start-up unless one is given before.
         self.audit_store: AuditStore | None = None
         self._runtime: Runtime | None = None
+        self._proxies = trusted_networks(config.server.trusted_proxies)
 
     @property
     def verifier(self) -> TokenVerifier:
@@ -55,15 +58,22 @@ class Gateway:
             await self._lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client, scheme = forwarded_origin(
+            scope["headers"],
+            scope["client"][0] if scope.get("client") else None,
+            scope["scheme"],
+            self._proxies,
+        )
         ctx = RequestContext(
             request_id=new_request_id(),
             method=scope["method"],
             path=scope["path"],
             query_string=scope["query_string"],
             headers=scope["headers"],
-            client=scope["client"][0] if scope.get("client") else None,
-            scheme=scope["scheme"],
+            client=client,
+            scheme=scheme,
             public_url=self.config.server.public_url,
+            client_certificate=client_identities(scope.get("extensions", {}).get("tls")),
         )
         runtime = self._runtime
         if runtime is None:
@@ -80,6 +90,9 @@ class Gateway:
             report: dict[str, Any] = {"status": "not ready" if reasons else "ready"}
             if reasons:
                 report["reasons"] = reasons
+            warnings = runtime.readiness.warnings()
+            if warnings:
+                report["warnings"] = warnings
             await _json(send, ctx, 503 if reasons else 200, report)
         else:
             await Responder(send, ctx).error(NotFound(f"{path} is not served by this gateway"))

@@ -10,6 +10,8 @@ hop-by-hop and the framing ztgate recomputes.
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from urllib.parse import unquote_to_bytes
 
 from ztgate.core.context import RequestContext
@@ -100,3 +102,42 @@ def caller_response_headers(upstream: Headers) -> Headers:
     """The upstream's response headers as the caller receives them."""
     dropped = _NOT_RETURNED | _connection_tokens(upstream)
     return [(name, value) for name, value in upstream if name not in dropped]
+
+
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def trusted_networks(cidrs: Sequence[str]) -> Networks:
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+def _trusted(address: str, networks: Networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def forwarded_origin(
+    headers: Headers, peer: str | None, scheme: str, networks: Networks
+) -> tuple[str | None, str]:
+    """The caller's address and scheme: the connection's own, unless it comes from a trusted
+    proxy, which says them in ``X-Forwarded-For`` and ``X-Forwarded-Proto``. Of the addresses
+    ``X-Forwarded-For`` lists, the last one not a trusted proxy is the caller (the ones before
+    it were written by whoever sent the request, and prove nothing)."""
+    if peer is None or not networks or not _trusted(peer, networks):
+        return peer, scheme
+    hops: list[str] = []
+    proto: str | None = None
+    for name, value in headers:
+        if name == b"x-forwarded-for":
+            hops.extend(h.strip() for h in value.decode("latin-1").split(","))
+        elif name == b"x-forwarded-proto":
+            proto = value.decode("latin-1").split(",")[-1].strip().lower()
+    client = peer
+    for hop in reversed(hops):
+        client = hop
+        if not _trusted(hop, networks):
+            break
+    return client, proto if proto in ("http", "https") else scheme

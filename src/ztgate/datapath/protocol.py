@@ -129,6 +129,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._server: tuple[str, int] | None = None
         self._client: tuple[str, int] | None = None
         self._scheme = "http"
+        self._tls: dict[str, Any] | None = None
         self._read_paused = False
         self._writable = asyncio.Event()
         self._writable.set()
@@ -158,6 +159,10 @@ class HTTPProtocol(asyncio.Protocol):
         self._client = _address(transport.get_extra_info("peername"))
         if transport.get_extra_info("sslcontext") is not None:
             self._scheme = "https"
+            ssl_object = transport.get_extra_info("ssl_object")
+            peer = ssl_object.getpeercert() if ssl_object is not None else None
+            # A verified client certificate, as the ASGI TLS extension names it.
+            self._tls = {"peer": peer} if peer else None
         connections = self._state.connections
         if len(connections) >= self._limits.max_connections:
             self._refuse(503, "overloaded_error", "the gateway has too many open connections")
@@ -335,6 +340,7 @@ class HTTPProtocol(asyncio.Protocol):
             "query_string": parsed.query or b"",
             "headers": self._headers,
             "state": self._app_state.copy(),
+            "extensions": {"tls": self._tls} if self._tls else {},
             "keep_alive": version != "1.0" and parser.should_keep_alive(),
         }
 

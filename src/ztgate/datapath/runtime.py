@@ -21,6 +21,7 @@ from ztgate.core.stages import Inspector, Judge
 from ztgate.core.types import Headers
 from ztgate.datapath.containers import ContainerOwners
 from ztgate.datapath.pipeline import Pipeline, Stages
+from ztgate.datapath.tls import ServerTLS, server_tls
 from ztgate.datapath.upstream import UpstreamClient
 from ztgate.identity.verifier import TokenVerifier
 from ztgate.inspection.guardrails import derived_check_ids
@@ -72,6 +73,7 @@ class Readiness:
     verifier: TokenVerifier
     trail: AuditTrail
     policy: PolicySource
+    tls: ServerTLS | None = None
 
     async def not_ready(self) -> list[str]:
         """Why the gateway cannot serve, for anyone who asks (a load balancer, a probe): what
@@ -84,12 +86,19 @@ class Readiness:
             reasons.append("the audit store cannot be written (see the log)")
         return reasons
 
+    def warnings(self) -> list[str]:
+        """What is wrong but does not stop serving (the last good certificate still is)."""
+        if self.tls is not None and self.tls.last_error is not None:
+            return [self.tls.last_error]
+        return []
+
     async def status_report(self) -> dict[str, Any]:
         """Readiness in detail, for the admin API: each issuer, the policy, the store."""
         reasons = await self.not_ready()
         return {
             "status": "not ready" if reasons else "ready",
             "reasons": reasons,
+            "warnings": self.warnings(),
             "issuers": self.verifier.status(),
             "policy": self.policy.status(),
             "audit": await self.trail.status(),
@@ -153,10 +162,13 @@ class Runtime:
         pipeline = Pipeline(stages, upstream, config.server)
         policy.log_warnings()
         tasks = [asyncio.create_task(policy.watch())]
+        tls = server_tls(config.server.tls) if config.server.tls is not None else None
+        if tls is not None:
+            tasks.append(asyncio.create_task(tls.watch()))
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # SIGHUP reloads the policy; only possible in the main thread (not in tests' threads)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, policy.reload)
-        readiness = Readiness(verifier, trail, policy)
+        readiness = Readiness(verifier, trail, policy, tls)
         admin = AdminApp.from_config(
             config, trail.store, verifier, readiness.status_report, reviews
         )

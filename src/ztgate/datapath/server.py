@@ -15,6 +15,7 @@ from ztgate.config import GatewayConfig, load_config
 from ztgate.datapath.app import Gateway
 from ztgate.datapath.logs import configure_logging
 from ztgate.datapath.protocol import Limits, protocol_factory
+from ztgate.datapath.tls import context_factory
 
 CONFIG_ENV = "ZTGATE_CONFIG"
 
@@ -51,7 +52,9 @@ def connection_limit(config: GatewayConfig) -> int:
 
 def _uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
     limits = Limits.from_config(config.server, connection_limit(config))
+    tls = config.server.tls
     return {
+        "ssl_context_factory": context_factory(tls) if tls is not None else None,
         "host": config.listen_host,
         "port": config.listen_port,
         "loop": "uvloop",

@@ -135,7 +135,8 @@ class LocalStack:
                 raise RuntimeError("the gateway stopped during start-up")
             await asyncio.sleep(0.01)
         host, port = sock.getsockname()[:2]
-        return cls(issuer, simulator, config, server, task, f"http://{host}:{port}", scratch)
+        scheme = "https" if config.server.tls is not None else "http"
+        return cls(issuer, simulator, config, server, task, f"{scheme}://{host}:{port}", scratch)
 
     @property
     def gateway(self) -> Gateway:

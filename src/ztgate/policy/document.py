@@ -33,7 +33,15 @@ LOCATIONS_ORDER = (
 
 ENDPOINTS = ("messages", "count_tokens", "models", "batches", "files", "skills-admin")
 _RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
-_GLOB_FIELDS = ("principals", "models", "skills", "tools", "mcp_servers", "betas")
+_GLOB_FIELDS = (
+    "principals",
+    "models",
+    "skills",
+    "tools",
+    "mcp_servers",
+    "betas",
+    "client_certificates",
+)
 
 
 class _Strict(BaseModel):
@@ -76,6 +84,8 @@ class Conditions(_Strict):
     issuers: list[str] | None = None
     claims: dict[str, str | list[str]] | None = None
     scopes: list[str] | None = None
+    # a verified TLS client certificate's names (CN=..., DNS:..., URI:..., email:...)
+    client_certificates: list[str] | None = None
     # what for
     endpoints: list[Literal[ENDPOINTS]] | None = None  # type: ignore[valid-type]
     methods: list[Literal["GET", "POST", "DELETE"]] | None = None

@@ -165,6 +165,9 @@ def _tests(when: Conditions, effect: str, scope_prefix: str) -> list[_Test]:
         tests.append(lambda req: req.issuer in issuers)
     if when.claims is not None:
         tests.append(_claims_test(dict(when.claims)))
+    if when.client_certificates is not None:
+        certificate = _globs(when.client_certificates)
+        tests.append(lambda req: any(certificate(name) for name in req.client_certificate))
     if when.scopes is not None:
         scopes = frozenset(when.scopes)
         tests.append(lambda req: not scopes.isdisjoint(req.scopes))

@@ -41,6 +41,7 @@ def from_context(ctx: RequestContext) -> list[PolicyRequest]:
         request_bytes=ctx.bytes_in,
         findings=frozenset(f.detector for f in ctx.findings),
         guardrails=combine(signal for _, signal in ctx.signals),
+        client_certificate=ctx.client_certificate,
     )
     payload = ctx.payload or {}
     if ctx.route.endpoint is Endpoint.BATCHES and ctx.route.action == "create":
