@@ -329,10 +329,9 @@ def test_past_max_held_a_request_is_answered_as_async(
     ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    started = time.monotonic()
     with pytest.raises(anthropic.PermissionDeniedError) as info:
         streamed(client, "one too many")
-    assert time.monotonic() - started < 1.5
+    # Answered without waiting: a held request that timed out says it "waited for approval".
     assert "needs approval: review rev_" in info.value.message
     for review in reviews.api("GET", "?state=pending&requester=demo/frank", lead).json()["reviews"]:
         reviews.api("POST", f"/{review['id']}/deny", lead, {"reason": "clean up"})

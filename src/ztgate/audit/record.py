@@ -112,6 +112,7 @@ def outcome_event(ctx: RequestContext) -> AuditEvent:
         "error_type": ctx.error_type,
         "upstream_status": ctx.upstream_status,
         "upstream_request_id": ctx.upstream_request_id,
+        "upstream_key": ctx.upstream_key,
         "usage": usage,
         "latency_ms": _ms(ctx.started, now),
         "upstream_ms": _ms(ctx.upstream_started, ctx.upstream_first_byte),

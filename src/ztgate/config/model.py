@@ -7,6 +7,7 @@ import binascii
 import ipaddress
 import os
 import re
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -47,12 +48,52 @@ def _require_url(value: str, *, https_unless_loopback: bool) -> str:
     return value.rstrip("/")
 
 
+def check_api_key(key: str) -> str:
+    """An Anthropic key as a header can carry it, or ValueError."""
+    if not key.strip():
+        raise ValueError("the upstream API key is empty")
+    if not all("\x21" <= char <= "\x7e" for char in key):
+        # A newline here would otherwise break every upstream request (or split a header).
+        raise ValueError("the upstream API key must be printable ASCII without spaces")
+    return key
+
+
+class TeamKeyConfig(_Strict):
+    """A team's own Anthropic key (its own workspace): used for callers in any of ``groups``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    groups: list[str] = Field(min_length=1)
+    api_key: SecretStr | None = None  # use ${VAR}
+    key_file: str | None = None  # read again when it changes
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TeamKeyConfig:
+        if (self.api_key is None) == (self.key_file is None):
+            raise ValueError("give the team either api_key or key_file")
+        if self.api_key is not None:
+            check_api_key(self.api_key.get_secret_value())
+        if self.key_file is not None:
+            try:
+                check_api_key(Path(self.key_file).read_text().strip())
+            except OSError as exc:
+                raise ValueError(
+                    f"key_file: {self.key_file} cannot be read ({exc.strerror})"
+                ) from None
+        return self
+
+
 class UpstreamConfig(_Strict):
     url: str = "https://api.anthropic.com"
     api_key: SecretStr
     timeout: Duration = 600.0
     connect_timeout: Duration = 10.0
     max_connections: int = Field(default=256, ge=1)
+    # Teams with their own keys, first match wins (docs/deployment.md); others use api_key.
+    team_keys: list[TeamKeyConfig] = Field(default_factory=list)
+    # An HTTPS egress proxy (http://HOST:PORT) reached with CONNECT, and the CA bundle that
+    # verifies the upstream (a proxy that inspects TLS, a private endpoint).
+    proxy: str | None = None
+    ca_file: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -62,13 +103,32 @@ class UpstreamConfig(_Strict):
     @field_validator("api_key")
     @classmethod
     def _key(cls, value: SecretStr) -> SecretStr:
-        key = value.get_secret_value()
-        if not key.strip():
-            raise ValueError("the upstream API key is empty")
-        if not all("\x21" <= char <= "\x7e" for char in key):
-            # A newline here would otherwise break every upstream request (or split a header).
-            raise ValueError("the upstream API key must be printable ASCII without spaces")
+        check_api_key(value.get_secret_value())
         return value
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "http" or not parts.hostname or not parts.port:
+            raise ValueError("use http://HOST:PORT (the proxy is asked to CONNECT)")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, value: str | None) -> str | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError(f"{value} cannot be read")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_teams(self) -> UpstreamConfig:
+        names = [team.name for team in self.team_keys]
+        if len(names) != len(set(names)):
+            raise ValueError("team_keys: two teams share a name")
+        return self
 
 
 GITHUB_ACTIONS_ISSUER = "https://token.actions.githubusercontent.com"

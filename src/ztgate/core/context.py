@@ -104,6 +104,7 @@ class RequestContext:
     error_type: str | None = None
     upstream_status: int | None = None
     upstream_request_id: str | None = None
+    upstream_key: str | None = None  # which Anthropic key (by its team's name) went upstream
     upstream_started: float | None = None
     upstream_first_byte: float | None = None
     bytes_in: int = 0

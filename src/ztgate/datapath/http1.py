@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Protocol, cast
@@ -254,11 +255,21 @@ class UpstreamResponse:
             connection.abort()
 
 
+_MAX_PROXY_HEAD = 16 * 1024
+
+
 class ConnectionPool:
     """Keep-alive connections to one origin (``http://`` or ``https://``)."""
 
     def __init__(
-        self, base_url: str, *, connect_timeout: float, read_timeout: float, max_idle: int
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_idle: int,
+        proxy: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         self._host = parts.hostname or ""
@@ -268,7 +279,9 @@ class ConnectionPool:
         self._host_header = (self._host if default_port else f"{self._host}:{self._port}").encode(
             "ascii"
         )
-        self._ssl = ssl.create_default_context() if self._https else None
+        self._ssl = ssl.create_default_context(cafile=ca_file) if self._https else None
+        proxy_parts = urlsplit(proxy) if proxy else None
+        self._proxy = (proxy_parts.hostname or "", proxy_parts.port or 80) if proxy_parts else None
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_idle = max_idle
@@ -345,18 +358,60 @@ class ConnectionPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
-                _, protocol = await loop.create_connection(
-                    lambda: _Connection(loop, self._read_timeout),
-                    self._host,
-                    self._port,
-                    ssl=self._ssl,
-                    server_hostname=self._host if self._https else None,
-                )
+                if self._proxy is not None:
+                    _, protocol = await loop.create_connection(
+                        lambda: _Connection(loop, self._read_timeout),
+                        sock=await self._tunnel(self._proxy),
+                        ssl=self._ssl,
+                        server_hostname=self._host if self._https else None,
+                    )
+                else:
+                    _, protocol = await loop.create_connection(
+                        lambda: _Connection(loop, self._read_timeout),
+                        self._host,
+                        self._port,
+                        ssl=self._ssl,
+                        server_hostname=self._host if self._https else None,
+                    )
         except TimeoutError as exc:
             raise UpstreamConnectError("connect timed out") from exc
         except (OSError, ssl.SSLError) as exc:
             raise UpstreamConnectError(type(exc).__name__) from exc
         return protocol
+
+    async def _tunnel(self, proxy: tuple[str, int]) -> socket.socket:
+        """A socket through the egress proxy to the upstream (HTTP CONNECT), ready for TLS."""
+        loop = asyncio.get_running_loop()
+        family, kind, protocol, _, address = (
+            await loop.getaddrinfo(proxy[0], proxy[1], type=socket.SOCK_STREAM)
+        )[0]
+        sock = socket.socket(family, kind, protocol)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, address)
+            target = f"{self._host}:{self._port}".encode("ascii")
+            await loop.sock_sendall(
+                sock, b"CONNECT " + target + b" HTTP/1.1\r\nhost: " + target + b"\r\n\r\n"
+            )
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = await loop.sock_recv(sock, 4096)
+                if not chunk or len(head) > _MAX_PROXY_HEAD:
+                    raise UpstreamConnectError("the egress proxy gave no usable answer")
+                head += chunk
+            status = head.split(b"\r\n", 1)[0].split()
+            if len(status) < 2 or status[1] != b"200":
+                raise UpstreamConnectError(
+                    "the egress proxy refused the tunnel: "
+                    + b" ".join(status[1:3]).decode("latin-1")
+                )
+            if not head.endswith(b"\r\n\r\n"):
+                raise UpstreamConnectError("the egress proxy sent data before the tunnel")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except BaseException:
+            sock.close()
+            raise
 
     def release(self, connection: _Connection) -> None:
         if len(self._idle) < self._max_idle:

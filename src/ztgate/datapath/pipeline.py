@@ -239,7 +239,7 @@ class Pipeline:
     def _transform(self, ctx: RequestContext, upload: BodyStream | None) -> Headers:
         """The request as it goes upstream: ztgate's key instead of the caller's credential,
         ``max_tokens`` within the decision's cap, the payload encoded once."""
-        headers = [*ctx.forwarded_headers, *self._upstream.credential_headers]
+        headers = list(ctx.forwarded_headers)
         if upload is not None:
             length = ctx.header(b"content-length")
             if length is not None:
@@ -264,7 +264,10 @@ class Pipeline:
         target = ctx.path + ("?" + query.decode("ascii") if query else "")
         data = upload.chunks() if upload is not None else ctx.body
         ctx.upstream_started = time.perf_counter()
-        response = await self._upstream.open(ctx.method, target, headers, data)
+        assert ctx.identity is not None
+        credential = self._upstream.keys.for_groups(ctx.identity.groups)
+        ctx.upstream_key = credential.name
+        response = await self._upstream.open(ctx.method, target, headers, data, credential)
         try:
             if upload is not None:
                 ctx.bytes_in = upload.size

@@ -57,7 +57,6 @@ def _judge(config: GatewayConfig, upstream: UpstreamClient, inspector: Inspector
     async def ask(body: bytes, headers: Headers) -> tuple[int, bytes | None]:
         sent = [
             *headers,
-            *upstream.credential_headers,
             (b"content-type", b"application/json"),
             (b"anthropic-version", b"2023-06-01"),
         ]

@@ -115,7 +115,13 @@ class LocalStack:
     scratch: str | None = None  # a folder of its own for the audit store, removed at stop
 
     @classmethod
-    async def start(cls, *, listen: str = "127.0.0.1:0", **sections: Any) -> LocalStack:
+    async def start(
+        cls,
+        *,
+        listen: str = "127.0.0.1:0",
+        simulator_tls: tuple[str, str] | None = None,
+        **sections: Any,
+    ) -> LocalStack:
         """Without a ``store`` section the audit store is a fresh SQLite file in a scratch
         folder, removed at stop."""
         scratch = None
@@ -125,7 +131,7 @@ class LocalStack:
         issuer = DevIssuer()
         await issuer.start()
         simulator = UpstreamSimulator(api_key=SIMULATOR_KEY)
-        await simulator.start()
+        await simulator.start(tls=simulator_tls)
         config = demo_config(issuer.base_url, simulator.base_url, listen=listen, **sections)
         server, sock = in_process_server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import hmac
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -59,6 +60,8 @@ class UpstreamSimulator:
 
     def __init__(self, api_key: str = DEFAULT_API_KEY) -> None:
         self.api_key = api_key
+        # Keys of the organisation's other workspaces (one per team), also accepted.
+        self.workspace_keys: set[str] = set()
         self.received: list[ReceivedRequest] = []
         self.cancelled: list[str] = []
         self.base_url = ""
@@ -80,8 +83,11 @@ class UpstreamSimulator:
             self._app = self._build_app()
         return self._app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on host:port (0 picks a free port) and return the base URL."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: tuple[str, str] | None = None
+    ) -> str:
+        """Listen on host:port (0 picks a free port) and return the base URL; with ``tls``
+        (certificate and key files), over HTTPS like the real API."""
         if self._runner is not None:
             raise RuntimeError("the simulator is already running")
         self._enactor.restart()
@@ -91,9 +97,14 @@ class UpstreamSimulator:
             self.app(), handler_cancellation=True, shutdown_timeout=_SHUTDOWN_GRACE, access_log=None
         )
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        context = None
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+        await web.TCPSite(runner, host, port, ssl_context=context).start()
         self._runner = runner
-        self.base_url = f"http://{_url_host(host)}:{runner.addresses[0][1]}"
+        scheme = "https" if context is not None else "http"
+        self.base_url = f"{scheme}://{_url_host(host)}:{runner.addresses[0][1]}"
         return self.base_url
 
     async def stop(self) -> None:
@@ -169,8 +180,12 @@ class UpstreamSimulator:
             presented.append(token.strip())
         if not presented:
             raise ApiError(401, "authentication_error", "x-api-key header is required")
-        expected = self.api_key.encode()
-        if not any(hmac.compare_digest(key.encode(), expected) for key in presented):
+        accepted = [k.encode() for k in (self.api_key, *self.workspace_keys)]
+        if not any(
+            hmac.compare_digest(key.encode(), expected)
+            for key in presented
+            for expected in accepted
+        ):
             raise ApiError(401, "authentication_error", "invalid x-api-key")
         if not request.headers.get("anthropic-version"):
             raise invalid("anthropic-version: header is required")
