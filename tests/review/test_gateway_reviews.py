@@ -132,6 +132,9 @@ class Reviews:
             },
         )
         self.http = httpx.Client(base_url=self.stack.url, timeout=30)
+        # Every SDK client made here is closed with the rest: one left to the garbage
+        # collector leaks its socket into whichever test runs then (ResourceWarning: error).
+        self._clients: list[anthropic.Anthropic] = []
 
     def token(self, subject: str, *groups: str) -> str:
         return self.stack.token(subject, claims={"groups": list(groups)})
@@ -139,9 +142,11 @@ class Reviews:
     def client(self, subject: str, *groups: str, **options: Any) -> anthropic.Anthropic:
         options.setdefault("max_retries", 0)
         options.setdefault("timeout", 30)  # a test that fails is not held for the review's life
-        return anthropic.Anthropic(
+        made = anthropic.Anthropic(
             base_url=self.stack.url, auth_token=self.token(subject, *groups), **options
         )
+        self._clients.append(made)
+        return made
 
     def api(self, method: str, path: str, token: str, body: Any = None) -> httpx.Response:
         return self.http.request(
@@ -174,6 +179,8 @@ class Reviews:
         return len(self.stack.received("/v1/messages"))
 
     def close(self) -> None:
+        for made in self._clients:
+            made.close()
         self.http.close()
         self.receiver.close()
         self.stack.close()
