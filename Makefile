@@ -5,9 +5,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tools/node_modules/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-quality bench-guardrails setup services clean
+.PHONY: demo test lint typecheck unit bench bench-quality bench-guardrails setup services clean system-tools
 
-setup: $(STAMP) $(NODE_STAMP)
+setup: $(STAMP) $(NODE_STAMP) system-tools
+
+# System tools the tests drive, installed as root with apt-get when one is missing (run as
+# anyone else, the tests that need them skip and nothing is installed): `ip` and `nft` for the
+# network-namespace proof (tests/deploy/test_forced_path.py); podman, runc and debootstrap to
+# build the image and run its health check (tests/deploy/test_image.py; debootstrap makes its
+# base when no registry is reachable).
+system-tools:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  ! PATH="$$PATH:/usr/sbin:/sbin" sh -c 'command -v ip && command -v nft && command -v podman && command -v runc && command -v debootstrap' >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get -qq -o DPkg::Lock::Timeout=120 update && \
+	  apt-get -qq -o DPkg::Lock::Timeout=120 install -y --no-install-recommends iproute2 nftables podman runc debootstrap >/dev/null; \
+	fi
 
 # presidio-evaluator (bench/quality.py reads its templates) goes in with --no-deps: the rest of
 # its stack (pandas, transformers...) is not needed. So do the red-team corpora of the
