@@ -56,7 +56,13 @@ class GatewayProcesses:
         self._workdir = workdir
         self.processes: list[subprocess.Popen[str]] = []
 
-    def config(self, port: int, extra: str = ALLOW_ALL, store: str | None = None) -> Path:
+    def config(
+        self,
+        port: int,
+        extra: str = ALLOW_ALL,
+        store: str | None = None,
+        durability: str = "fsync",
+    ) -> Path:
         """A gateway's config; its audit store is its own SQLite file unless ``store`` (a URL)
         is given: gateways that share one act as replicas, or as one gateway restarted."""
         path = self._workdir / f"ztgate-{port}.yaml"
@@ -74,16 +80,22 @@ class GatewayProcesses:
             "server:\n"
             "  graceful_shutdown: 10s\n"
             "store:\n"
-            f'  url: "{store}"\n' + extra
+            f'  url: "{store}"\n'
+            f"  durability: {durability}\n" + extra
         )
         return path
 
     def start(
-        self, *args: str, extra: str = ALLOW_ALL, store: str | None = None
+        self,
+        *args: str,
+        extra: str = ALLOW_ALL,
+        store: str | None = None,
+        durability: str = "fsync",
     ) -> tuple[subprocess.Popen[str], str]:
         port = free_port()
+        config = self.config(port, extra, store, durability)
         process = subprocess.Popen(
-            [*ZTGATE, "serve", "--config", str(self.config(port, extra, store)), *args],
+            [*ZTGATE, "serve", "--config", str(config), *args],
             env={**os.environ, "SIM_KEY": SIMULATOR_KEY},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -4,6 +4,7 @@ whose caller got an answer has its record."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,8 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import ZTGATE, GatewayProcesses
+from tests.audit.store.backends import postgres_database
+from tests.processes import ALLOW_ALL, ZTGATE, GatewayProcesses
 from tests.stackrunner import RunningStack
+from ztgate.audit.signing import SigningKey
 from ztgate.audit.store.base import AuditStore
 from ztgate.audit.store.factory import open_store
 
@@ -47,47 +50,63 @@ def _load(url: str, token: str, answered: list[str], stop: threading.Event) -> N
                 answered.append(response.headers["ztgate-request-id"])
 
 
+@pytest.mark.parametrize(
+    ("backend", "durability"), [("sqlite", "fsync"), ("sqlite", "process"), ("postgres", "process")]
+)
 def test_sigkill_under_load_leaves_a_verifiable_chain_with_every_answered_request(
-    processes: tuple[GatewayProcesses, RunningStack], tmp_path: Path
+    processes: tuple[GatewayProcesses, RunningStack], tmp_path: Path, backend: str, durability: str
 ) -> None:
+    """Both durability settings promise that a request goes upstream only once its record
+    survives ztgate being killed: kill -9 under load loses no answered request's record."""
     gateways, stack = processes
-    process, url = gateways.start()
-    port = url.rsplit(":", 1)[1]
-    config = tmp_path / f"ztgate-{port}.yaml"
-    token = stack.token()
-    answered: list[str] = []
-    stop = threading.Event()
-    workers = [threading.Thread(target=_load, args=(url, token, answered, stop)) for _ in range(8)]
-    for worker in workers:
-        worker.start()
-    deadline = time.monotonic() + 10
-    while len(answered) < 200 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(10)
-    stop.set()
-    for worker in workers:
-        worker.join(10)
-    assert len(answered) >= 50, "the load never got going"
+    with contextlib.ExitStack() as cleanup:
+        store, extra = None, ALLOW_ALL
+        if backend == "postgres":
+            store = cleanup.enter_context(postgres_database())
+            key = tmp_path / "signing.pem"
+            key.write_bytes(SigningKey.generate().private_pem())
+            extra = ALLOW_ALL + f'audit:\n  signing_key_file: "{key}"\n'
+        process, url = gateways.start(store=store, extra=extra, durability=durability)
+        port = url.rsplit(":", 1)[1]
+        config = tmp_path / f"ztgate-{port}.yaml"
+        token = stack.token()
+        answered: list[str] = []
+        stop = threading.Event()
+        workers = [
+            threading.Thread(target=_load, args=(url, token, answered, stop)) for _ in range(8)
+        ]
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + 10
+        while len(answered) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+        stop.set()
+        for worker in workers:
+            worker.join(10)
+        assert len(answered) >= 50, "the load never got going"
 
-    verified = subprocess.run(
-        [*ZTGATE, "audit", "verify", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SIM_KEY": "unused"},
-        timeout=60,
-        check=False,
-    )
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+        verified = subprocess.run(
+            [*ZTGATE, "audit", "verify", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "SIM_KEY": "unused"},
+            timeout=60,
+            check=False,
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
 
-    async def recorded() -> set[str]:
-        store: AuditStore = open_store(f"sqlite:///{tmp_path}/audit-{port}.db")
-        try:
-            return {
-                e.request_id async for e in store.events() if e.kind == "request" and e.request_id
-            }
-        finally:
-            await store.close()
+        async def recorded() -> set[str]:
+            found: AuditStore = open_store(store or f"sqlite:///{tmp_path}/audit-{port}.db")
+            try:
+                return {
+                    e.request_id
+                    async for e in found.events()
+                    if e.kind == "request" and e.request_id
+                }
+            finally:
+                await found.close()
 
-    missing = set(answered) - asyncio.run(recorded())
-    assert not missing, f"{len(missing)} answered requests have no record"
+        missing = set(answered) - asyncio.run(recorded())
+        assert not missing, f"{len(missing)} answered requests have no record"

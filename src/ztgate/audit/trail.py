@@ -43,7 +43,11 @@ class AuditTrail:
     async def open(cls, config: GatewayConfig, store: AuditStore | None = None) -> AuditTrail:
         """Open the store (migrating it), load or create the signing key, start the writer
         and record the start-up. Raises StoreUnavailable or ConfigError: no audit, no start."""
-        store = store if store is not None else open_store(config.store.url)
+        store = (
+            store
+            if store is not None
+            else open_store(config.store.url, durability=config.store.durability)
+        )
         applied = await store.migrate()
         writer = AuditWriter.from_config(config, store)
         await writer.start()

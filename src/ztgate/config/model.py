@@ -247,8 +247,16 @@ class IdentityConfig(_Strict):
         return self
 
 
+Durability = Literal["fsync", "process"]
+
+
 class StoreConfig(_Strict):
     url: str = "sqlite:///.ztgate/ztgate.db"
+    # What a committed record survives before its request goes upstream (docs/audit.md):
+    # "fsync" a power cut (SQLite synchronous=FULL; PostgreSQL synchronous_commit on);
+    # "process" a crash or kill -9 of ztgate but not a power cut (SQLite WAL with
+    # synchronous=NORMAL; PostgreSQL synchronous_commit off), for less per request.
+    durability: Durability = "fsync"
 
     @field_validator("url")
     @classmethod

@@ -52,6 +52,7 @@ from ztgate.audit.store.common import (
     session_from_row,
 )
 from ztgate.audit.store.migrations import migrations
+from ztgate.config.model import Durability
 from ztgate.core.reviews import Grant, Review, ReviewQuery
 
 T = TypeVar("T")
@@ -88,6 +89,7 @@ class PostgresStore:
         max_connections: int = 8,
         connect_timeout: float = 5.0,
         command_timeout: float = 30.0,
+        durability: Durability = "fsync",
     ) -> None:
         self._url = url
         self.target = redact_url(url)
@@ -95,6 +97,9 @@ class PostgresStore:
         self._max_connections = max_connections
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
+        # "process": the commit returns before its WAL record is flushed; the server writes it
+        # within wal_writer_delay. A crash of ztgate loses nothing; one of the database host may.
+        self._settings = {"synchronous_commit": "on" if durability == "fsync" else "off"}
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._closed = False
@@ -121,6 +126,7 @@ class PostgresStore:
                     max_size=self._max_connections,
                     timeout=self._connect_timeout,
                     command_timeout=self._command_timeout,
+                    server_settings=self._settings,
                 )
             return self._pool
 

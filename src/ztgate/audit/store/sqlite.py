@@ -1,6 +1,7 @@
 """The embedded audit store: one SQLite file, one connection on one thread of its own.
 
-WAL mode with ``synchronous=FULL``: a committed append survives a power cut. Appends run in
+WAL mode with ``synchronous=FULL``: a committed append survives a power cut (``durability:
+process``: ``NORMAL``, it survives a crash of ztgate but not of the machine). Appends run in
 ``BEGIN IMMEDIATE`` and read the chain's head inside that transaction, so several processes
 appending to the same file (``serve --workers N``) still form one chain: SQLite lets one
 writer in at a time, and each sees the head the previous one left.
@@ -44,6 +45,7 @@ from ztgate.audit.store.common import (
     session_from_row,
 )
 from ztgate.audit.store.migrations import migrations
+from ztgate.config.model import Durability
 from ztgate.core.reviews import Grant, Review, ReviewQuery
 
 T = TypeVar("T")
@@ -55,9 +57,14 @@ _DOC = "(CASE WHEN json_valid(CAST(body AS TEXT)) THEN CAST(body AS TEXT) END)"
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout: float = 30.0, durability: Durability = "fsync"
+    ) -> None:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
+        # In WAL mode NORMAL syncs at checkpoints only: a commit is in the WAL file (the OS
+        # has it, so a killed process loses nothing) but may not be on disk yet.
+        self._synchronous = "FULL" if durability == "fsync" else "NORMAL"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ztgate-sqlite")
         self._connection: sqlite3.Connection | None = None  # used on the executor thread only
         self._closed = False
@@ -93,7 +100,7 @@ class SQLiteStore:
         connection = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
         try:
             self._use_wal(connection)
-            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute(f"PRAGMA synchronous={self._synchronous}")
         except sqlite3.Error:
             connection.close()
             raise
