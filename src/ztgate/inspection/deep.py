@@ -16,7 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ztgate.core.findings import Finding
-from ztgate.detectors.unveil import encodings, folded, marks, origins, rot13
+from ztgate.detectors.unveil import (
+    MIN_ENCODED,
+    encodings,
+    folded,
+    marks,
+    origins,
+    probe,
+    rot13,
+)
 from ztgate.inspection.scanner import TextScanner, resolve_overlaps
 
 DECODE_LIMIT = "smuggling.decode_limit"
@@ -50,8 +58,10 @@ class DeepScanner:
     def scan(self, text: str) -> Scan:
         values, checks = self.scanner.scan_parts(text)
         result = Scan(values, checks)
-        if self.max_depth == 0:
-            return result  # read as written only
+        if self.max_depth == 0 or (len(text) < MIN_ENCODED and text.isascii()):
+            # Read as written only; or too short to hold an encoding, and ASCII (no invisible
+            # or look-alike characters).
+            return result
         budget = _Budget(self.max_decoded)
         extra_values, extra_checks = self._unveil(text, 0, budget)
         if extra_values:
@@ -79,14 +89,15 @@ class DeepScanner:
                 checks + _mapped(inner_checks, back, "unicode"),
             )
         values: list[Finding] = []
-        turned = rot13(text)
+        probed = probe(text)
+        turned = rot13(text, probed)
         if turned is not None:
             inner_values, inner_checks = self.scanner.scan_parts(turned)
             values += [_via(f, f.start, f.end, "rot13") for f in inner_values]
             checks += [_via(f, f.start, f.end, "rot13") for f in inner_checks]
         if depth >= self.max_depth:
             return values, checks
-        for encoded in encodings(text):
+        for encoded in encodings(text, probed):
             start, end = encoded.start, encoded.end
             if len(encoded.text) > budget.left:
                 checks.append(Finding(DECODE_LIMIT, "smuggling", "SMUGGLING", start, end))
