@@ -67,6 +67,7 @@ ZTGATE = "ztgate"
 ZTGATE_LOG = "ztgate (access log on)"
 ZTGATE_NO_SCAN = "ztgate (inspection off)"
 ZTGATE_PROCESS = "ztgate (durability: process)"
+ZTGATE_TWO = "ztgate (2 workers)"
 
 JSON, SSE = "json", "sse"
 SCENARIOS = ((JSON, 32), (JSON, 1), (SSE, 32), (SSE, 1))
@@ -270,9 +271,11 @@ def ztgate_config(
     access_log: bool,
     inspection: bool = True,
     durability: str = "fsync",
+    workers: int = 1,
 ) -> str:
     config = {
         "listen": f"127.0.0.1:{port}",
+        "server": {"workers": workers},
         "store": {"url": "sqlite:///.ztgate/ztgate.db", "durability": durability},
         "upstream": {
             "url": f"http://127.0.0.1:{upstream_port}",
@@ -595,9 +598,9 @@ class Results:
 
 def start_services(workdir: Path, services: Services, token_jwks: Path, workers: int) -> None:
     nginx = tool("nginx")
-    ports_free = free_ports(9)
+    ports_free = free_ports(10)
     canned_json, canned_sse, proxy_json, proxy_sse, z_json, z_sse, z_log, z_raw = ports_free[:8]
-    z_process = ports_free[8]
+    z_process, z_two = ports_free[8:]
     ports = {
         "DIR": str(workdir),
         "WORKERS": str(workers),
@@ -611,14 +614,17 @@ def start_services(workdir: Path, services: Services, token_jwks: Path, workers:
     for name in ("canned", "proxy"):
         config = render(UPSTREAM_DIR / f"{name}.conf.in", ports)
         services.nginx[name] = start_nginx(nginx, workdir, name, config)
-    for name, port, upstream, access_log, inspection, durability in (
-        ("ztgate-json", z_json, canned_json, False, True, "fsync"),
-        ("ztgate-sse", z_sse, canned_sse, False, True, "fsync"),
-        ("ztgate-json-access-log", z_log, canned_json, True, True, "fsync"),
-        ("ztgate-json-no-inspection", z_raw, canned_json, False, False, "fsync"),
-        ("ztgate-json-process", z_process, canned_json, False, True, "process"),
+    for name, port, upstream, access_log, inspection, durability, count in (
+        ("ztgate-json", z_json, canned_json, False, True, "fsync", 1),
+        ("ztgate-sse", z_sse, canned_sse, False, True, "fsync", 1),
+        ("ztgate-json-access-log", z_log, canned_json, True, True, "fsync", 1),
+        ("ztgate-json-no-inspection", z_raw, canned_json, False, False, "fsync", 1),
+        ("ztgate-json-process", z_process, canned_json, False, True, "process", 1),
+        ("ztgate-json-2-workers", z_two, canned_json, False, True, "fsync", 2),
     ):
-        config = ztgate_config(port, upstream, token_jwks, access_log, inspection, durability)
+        config = ztgate_config(
+            port, upstream, token_jwks, access_log, inspection, durability, count
+        )
         services.ztgate[name] = start_ztgate(workdir, name, config)
         services.ztgate_logs[name] = workdir / f"{name}.log"
     services.routes = [
@@ -628,6 +634,7 @@ def start_services(workdir: Path, services: Services, token_jwks: Path, workers:
         Route(ZTGATE_LOG, z_log, None),
         Route(ZTGATE_NO_SCAN, z_raw, None),
         Route(ZTGATE_PROCESS, z_process, None),
+        Route(ZTGATE_TWO, z_two, None),
     ]
     for name, (port, method) in {
         "canned": (canned_json, "POST"),
@@ -640,6 +647,7 @@ def start_services(workdir: Path, services: Services, token_jwks: Path, workers:
         ("ztgate-json-access-log", z_log),
         ("ztgate-json-no-inspection", z_raw),
         ("ztgate-json-process", z_process),
+        ("ztgate-json-2-workers", z_two),
     ):
         wait_ready(port, services.ztgate[name], services.ztgate_logs[name], "GET")
 
@@ -847,6 +855,11 @@ def checks(results: Results) -> list[Check]:
             text = f"{fmt_rps(ztgate_c32)} / {fmt_rps(nginx_c32)} = {share:.1%}"
             name = f"{label} c32 req/s >= {least:.0%} of nginx pass-through"
             out.append(Check(name, text, share >= least))
+    one = best_row(results.wrk.get((ZTGATE, JSON, 32))).rps
+    two = best_row(results.wrk.get((ZTGATE_TWO, JSON, 32))).rps
+    if one and two:
+        text = f"{fmt_rps(two)} / {fmt_rps(one)} = {two / one:.2f}x"
+        out.append(Check("2 workers c32 req/s >= 1.3x one worker", text, two / one >= 1.3))
     for label, most in MAX_C1_OVERHEAD_MS.items():
         label_c1 = best_row(results.wrk.get((label, JSON, 1))).p50
         if label_c1 is not None and direct_c1 is not None:

@@ -159,6 +159,21 @@ async def test_deferred_events_ride_with_the_next_transaction(
     await verify(store)
 
 
+async def test_waiting_recordings_ride_in_the_next_events_transaction(
+    writer: AuditWriter, store: AuditStore
+) -> None:
+    """One commit for a group's events and the recordings that waited meanwhile, not two."""
+    recording = StoredRecording("req_r", "s-ride", "p", 1.0, 3, False, False, b"abc")
+    stored = asyncio.create_task(writer.put_recording(recording, within=5.0))
+    await asyncio.sleep(0.05)
+    assert await store.recordings("s-ride") == []  # waiting for a transaction to join
+    await writer.write([event(1)])
+    await asyncio.wait_for(stored, 1)  # long before its own 5 s
+    assert writer.transactions == 1
+    assert await store.recordings("s-ride") == [recording]
+    await verify(store)
+
+
 async def test_recordings_arriving_together_share_a_transaction(
     writer: AuditWriter, store: AuditStore
 ) -> None:

@@ -193,18 +193,14 @@ class AuditWriter:
         try:
             await self.store.put_recordings([recording for recording, _ in batch])
         except Exception as exc:  # every waiter learns
-            failure = (
+            _settle(
+                batch,
                 exc
                 if isinstance(exc, StoreUnavailable)
-                else StoreUnavailable(f"the audit store failed: {type(exc).__name__}: {exc}")
+                else StoreUnavailable(f"the audit store failed: {type(exc).__name__}: {exc}"),
             )
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(failure)
         else:
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+            _settle(batch, None)
 
     async def checkpoint(self) -> Checkpoint | None:
         """Sign and store a checkpoint of the chain's head now, if it moved since the last."""
@@ -248,8 +244,16 @@ class AuditWriter:
             if self._deferred is not None:  # what it would have woken for goes now
                 self._deferred.cancel()
                 self._deferred = None
+            # Recordings waiting for their own transaction ride along with this one instead:
+            # one commit for both (under load there always is one).
+            riding, self._recordings = self._recordings, []
+            if self._recordings_timer is not None:
+                self._recordings_timer.cancel()
+                self._recordings_timer = None
             try:
-                stored = await self.store.append([e for p in batch for e in p.events])
+                stored = await self.store.append(
+                    [e for p in batch for e in p.events], [r for r, _ in riding]
+                )
             except Exception as exc:  # every waiter learns; later writes try the store again
                 failure = (
                     exc
@@ -257,7 +261,9 @@ class AuditWriter:
                     else StoreUnavailable(f"the audit store failed: {type(exc).__name__}: {exc}")
                 )
                 self._fail(batch, failure)
+                _settle(riding, failure)
                 continue
+            _settle(riding, None)
             self.transactions += 1
             self.events_written += len(stored)
             offset = 0
@@ -316,3 +322,16 @@ class AuditWriter:
         self._checkpointed_seq = checkpoint.seq
         self._since_checkpoint = 0
         return checkpoint
+
+
+def _settle(
+    recordings: list[tuple[StoredRecording, asyncio.Future[None]]],
+    failure: StoreUnavailable | None,
+) -> None:
+    """Tell everyone waiting on these recordings how their store went."""
+    for _, done in recordings:
+        if not done.done():
+            if failure is None:
+                done.set_result(None)
+            else:
+                done.set_exception(failure)

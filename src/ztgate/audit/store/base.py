@@ -70,9 +70,12 @@ class AuditStore(Protocol):
         """Raise StoreUnavailable unless the store can be written now."""
         ...
 
-    async def append(self, events: Sequence[AuditEvent]) -> list[StoredEvent]:
+    async def append(
+        self, events: Sequence[AuditEvent], recordings: Sequence[StoredRecording] = ()
+    ) -> list[StoredEvent]:
         """Chain and durably commit ``events`` in one transaction, in order, after the chain's
-        current head (also when other processes append to the same store)."""
+        current head (also when other processes append to the same store); ``recordings``
+        are stored in the same transaction (one commit for both)."""
         ...
 
     async def head(self) -> StoredEvent | None: ...

@@ -210,12 +210,17 @@ class PostgresStore:
         if rows[0][1] is None:
             raise StoreUnavailable(f"audit store {self.target}: the schema is not migrated")
 
-    async def append(self, events: Sequence[AuditEvent]) -> list[StoredEvent]:
+    async def append(
+        self, events: Sequence[AuditEvent], recordings: Sequence[StoredRecording] = ()
+    ) -> list[StoredEvent]:
         if not events:
+            if recordings:
+                await self.put_recordings(recordings)
             return []
 
         async def work(connection: PoolConnectionProxy[asyncpg.Record]) -> list[StoredEvent]:
-            # Four round trips: BEGIN with the lock, the head, the rows, COMMIT.
+            # Four round trips: BEGIN with the lock, the head, the rows, COMMIT (a fifth for
+            # recordings riding along).
             await connection.execute(_BEGIN_APPEND)
             try:
                 head = await connection.fetchrow(
@@ -223,6 +228,8 @@ class PostgresStore:
                 )
                 stored = chain_events(None if head is None else (head[0], head[1]), events)
                 await connection.execute(_INSERT_EVENTS, *zip(*map(event_row, stored), strict=True))
+                if recordings:
+                    await connection.executemany(_UPSERT_RECORDING, _recording_rows(recordings))
             except Exception:  # (a cancelled append is rolled back as the pool resets it)
                 if not connection.is_closed():
                     with contextlib.suppress(*_FAILURES):
@@ -283,31 +290,12 @@ class PostgresStore:
         return [checkpoint_from_row(row) for row in rows]
 
     async def put_recordings(self, recordings: Sequence[StoredRecording]) -> None:
-        updates = ", ".join(
-            f"{column} = EXCLUDED.{column}" for column in RECORDING_COLUMNS.split(", ")[1:]
-        )
-        sql = (
-            f"INSERT INTO recordings ({RECORDING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-            f"ON CONFLICT (request_id) DO UPDATE SET {updates}"
-        )
-        rows = [
-            (
-                r.request_id,
-                r.session_id,
-                r.principal,
-                r.started_at,
-                r.size,
-                r.truncated,
-                r.sealed,
-                r.blob,
-            )
-            for r in recordings
-        ]
+        rows = _recording_rows(recordings)
 
         async def work(connection: PoolConnectionProxy[asyncpg.Record]) -> None:
             # Idempotent (an upsert per request id), so a lost connection may retry it.
             async with connection.transaction():
-                await connection.executemany(sql, rows)
+                await connection.executemany(_UPSERT_RECORDING, rows)
 
         await self._run("storing recordings", work)
 
@@ -552,3 +540,18 @@ def _search_sql(query: AuditQuery) -> tuple[str, list[Any]]:
     limit = where.param(query.limit)
     sql = f"SELECT {EVENT_COLUMNS} FROM events {where.sql()} ORDER BY seq DESC LIMIT {limit}"
     return sql, where.params
+
+
+_UPSERT_RECORDING = (
+    f"INSERT INTO recordings ({RECORDING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+    "ON CONFLICT (request_id) DO UPDATE SET "
+    + ", ".join(f"{column} = EXCLUDED.{column}" for column in RECORDING_COLUMNS.split(", ")[1:])
+)
+
+
+def _recording_rows(recordings: Sequence[StoredRecording]) -> list[tuple[Any, ...]]:
+    return [
+        (r.request_id, r.session_id, r.principal, r.started_at, r.size, r.truncated, r.sealed,
+         r.blob)
+        for r in recordings
+    ]  # fmt: skip

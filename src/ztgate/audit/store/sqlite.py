@@ -173,8 +173,12 @@ class SQLiteStore:
 
         await self._run("ping", work)
 
-    async def append(self, events: Sequence[AuditEvent]) -> list[StoredEvent]:
+    async def append(
+        self, events: Sequence[AuditEvent], recordings: Sequence[StoredRecording] = ()
+    ) -> list[StoredEvent]:
         if not events:
+            if recordings:
+                await self.put_recordings(recordings)
             return []
 
         def work(connection: sqlite3.Connection) -> list[StoredEvent]:
@@ -187,6 +191,8 @@ class SQLiteStore:
                     f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [event_row(event) for event in stored],
                 )
+                if recordings:
+                    _insert_recordings(connection, recordings)
             return stored
 
         return await self._run("appending to the audit chain", work)
@@ -255,23 +261,7 @@ class SQLiteStore:
     async def put_recordings(self, recordings: Sequence[StoredRecording]) -> None:
         def work(connection: sqlite3.Connection) -> None:
             with self._write(connection):
-                connection.executemany(
-                    f"INSERT OR REPLACE INTO recordings ({RECORDING_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            r.request_id,
-                            r.session_id,
-                            r.principal,
-                            r.started_at,
-                            r.size,
-                            int(r.truncated),
-                            int(r.sealed),
-                            r.blob,
-                        )
-                        for r in recordings
-                    ],
-                )
+                _insert_recordings(connection, recordings)
 
         await self._run("storing recordings", work)
 
@@ -503,3 +493,24 @@ def _search_sql(query: AuditQuery) -> tuple[str, list[Any]]:
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     params.append(query.limit)
     return f"SELECT {EVENT_COLUMNS} FROM events {where} ORDER BY seq DESC LIMIT ?", params
+
+
+def _insert_recordings(
+    connection: sqlite3.Connection, recordings: Sequence[StoredRecording]
+) -> None:
+    connection.executemany(
+        f"INSERT OR REPLACE INTO recordings ({RECORDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                r.request_id,
+                r.session_id,
+                r.principal,
+                r.started_at,
+                r.size,
+                int(r.truncated),
+                int(r.sealed),
+                r.blob,
+            )
+            for r in recordings
+        ],
+    )
