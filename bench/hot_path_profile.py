@@ -8,7 +8,7 @@ raw stacks (``bench/results/profile-*.txt``; ``py-spy record --format flamegraph
 process draws them).
 
     bench/run.sh installs wrk and nginx; then
-    .venv/bin/python bench/profile.py [--seconds 15] [--durability fsync|process] [--out DIR]
+    .venv/bin/python bench/hot_path_profile.py [--seconds 15] [--durability fsync|process]
 """
 
 from __future__ import annotations
