@@ -265,5 +265,6 @@ def test_a_pack_check_that_breaks_the_rules_is_refused_by_name(
 
 def test_the_guide_lists_every_built_in_check() -> None:
     guide = (Path(__file__).resolve().parents[2] / "docs" / "guardrails.md").read_text()
+    assert f"has {len(INFOS)} checks in five categories" in guide
     for info in INFOS:
         assert f"| `{info.id}` | {info.category} | {info.score:.2f} | {info.message} |" in guide
