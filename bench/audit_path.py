@@ -60,17 +60,13 @@ async def _run(requests: int, rounds: int, postgres: str | None) -> None:
     # The baseline: the same pipeline with the record stage as it was before the audit.
     pipeline = stacks["audit off (access log only)"].gateway._runtime.pipeline
     pipeline._stages = dataclasses.replace(pipeline._stages, recorder=AccessLog())
-    try:
-        results = await time_gateways(
-            stacks,
-            prompt=_text(rng, 4096),
-            reply=_text(rng, 2048),
-            requests=requests,
-            rounds=rounds,
-        )
-    finally:
-        for stack in stacks.values():
-            await stack.stop()
+    results = await time_gateways(
+        stacks,
+        prompt=_text(rng, 4096),
+        reply=_text(rng, 2048),
+        requests=requests,
+        rounds=rounds,
+    )
     store = "PostgreSQL" if postgres else "SQLite"
     print(f"### The audit on the request path ({store}, sequential requests)\n")
     print_table(results)

@@ -43,6 +43,7 @@ def pct(values: list[float], q: int) -> float:
 async def time_gateways(
     stacks: Mapping[str, LocalStack], *, prompt: str, reply: str, requests: int, rounds: int
 ) -> dict[str, Timings]:
+    """Time the gateways round by round, interleaved; they are stopped when it is over."""
     body = orjson.dumps(
         {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": prompt}]}
     )
@@ -90,6 +91,8 @@ async def time_gateways(
     finally:
         for session in sessions.values():
             await session.close()
+        for stack in stacks.values():
+            await stack.stop()
     return results
 
 

@@ -108,13 +108,7 @@ async def _request_path(requests: int, rounds: int) -> dict[str, Timings]:
         ),
         "guardrails on": await LocalStack.start(policy=_policy(True), inspection=ON, logging=quiet),
     }
-    try:
-        return await time_gateways(
-            stacks, prompt=prompt, reply=reply, requests=requests, rounds=rounds
-        )
-    finally:
-        for stack in stacks.values():
-            await stack.stop()
+    return await time_gateways(stacks, prompt=prompt, reply=reply, requests=requests, rounds=rounds)
 
 
 def main() -> None:

@@ -165,13 +165,7 @@ async def _request_path(requests: int, rounds: int) -> dict[str, Timings]:
         "masking off": await LocalStack.start(policy=_policy(False), logging={"level": "warning"}),
         "masking on": await LocalStack.start(policy=_policy(True), logging={"level": "warning"}),
     }
-    try:
-        return await time_gateways(
-            stacks, prompt=prompt, reply=reply, requests=requests, rounds=rounds
-        )
-    finally:
-        for stack in stacks.values():
-            await stack.stop()
+    return await time_gateways(stacks, prompt=prompt, reply=reply, requests=requests, rounds=rounds)
 
 
 def main() -> None:
