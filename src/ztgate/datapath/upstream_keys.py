@@ -47,23 +47,38 @@ class _KeyFile:
     def __init__(self, name: str, path: str) -> None:
         self.name = name
         self.path = Path(path)
-        self._stamp: tuple[int, int] | None = None
+        stat = self.path.stat()
+        self._stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        self._failing = False
         self.current = self._load(first=True)
 
     def _load(self, *, first: bool = False) -> Credential:
-        stat = self.path.stat()
         key = check_api_key(self.path.read_text().strip())
-        self._stamp = (stat.st_mtime_ns, stat.st_size)
         if not first:
             log.warning("upstream key reloaded", extra={"event": "key_reloaded", "team": self.name})
         return _credential(self.name, key)
 
     def get(self) -> Credential:
+        """The key, read again when the file's size or time changed. A version that cannot be
+        used is not read again until it changes, and is logged once."""
         try:
             stat = self.path.stat()
-            if (stat.st_mtime_ns, stat.st_size) != self._stamp:
+        except OSError as exc:
+            self._failed(exc)
+            return self.current
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
                 self.current = self._load()
-        except (OSError, ValueError) as exc:
+            except (OSError, ValueError) as exc:
+                self._failed(exc)
+            else:
+                self._failing = False
+        return self.current
+
+    def _failed(self, exc: Exception) -> None:
+        if not self._failing:
             log.error(
                 "upstream key file cannot be read; the last good key is used",
                 extra={
@@ -72,8 +87,7 @@ class _KeyFile:
                     "error": type(exc).__name__,
                 },
             )
-            self._stamp = None  # try again on the next request
-        return self.current
+        self._failing = True
 
 
 class UpstreamKeys:
