@@ -43,11 +43,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 import jwt
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 BENCH_DIR = Path(__file__).resolve().parent
 UPSTREAM_DIR = BENCH_DIR / "upstream"
@@ -68,9 +70,16 @@ ZTGATE_LOG = "ztgate (access log on)"
 ZTGATE_NO_SCAN = "ztgate (inspection off)"
 ZTGATE_PROCESS = "ztgate (durability: process)"
 ZTGATE_TWO = "ztgate (2 workers)"
+ZTGATE_PG = "ztgate (PostgreSQL)"
+ZTGATE_PG_TWO = "ztgate (2 workers, PostgreSQL)"
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
-JSON, SSE = "json", "sse"
-SCENARIOS = ((JSON, 32), (JSON, 1), (SSE, 32), (SSE, 1))
+# MASKED: a 4 KB prompt carrying two values the bench policy masks (an e-mail address and a
+# GitHub token), sent to the default ztgate only.
+JSON, SSE, MASKED = "json", "sse", "json-4k-masked"
+SCENARIOS = ((JSON, 32), (JSON, 1), (MASKED, 32), (SSE, 32), (SSE, 1))
+MIN_MASKED_SHARE = 0.8  # of the small body's c32 throughput
+MIN_TWO_WORKERS = 1.3
 
 # Targets, from the project brief.
 # Targets (the hot-path issue): c32 throughput as a share of nginx pass-through, and the c1 p50
@@ -123,11 +132,19 @@ def parse_args(argv: Sequence[str]) -> Options:
     )
 
 
+MASKED_VALUES = ("jane.doe@example.com", "ghp_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5")
+
+
 def request_body(mode: str) -> bytes:
+    content = "hello"
+    if mode == MASKED:
+        filler = "The quarterly report covers revenue, churn and hiring plans in detail. "
+        email, token = MASKED_VALUES
+        content = (filler * 28) + f"Mail {email} and use {token} for the repository. " + filler
     document: dict[str, object] = {
         "model": "claude-haiku-5-5",
         "max_tokens": 64,
-        "messages": [{"role": "user", "content": "hello"}],
+        "messages": [{"role": "user", "content": content}],
     }
     if mode == SSE:
         document["stream"] = True
@@ -272,11 +289,13 @@ def ztgate_config(
     inspection: bool = True,
     durability: str = "fsync",
     workers: int = 1,
+    store: str = "sqlite:///.ztgate/ztgate.db",
+    key_file: Path | None = None,
 ) -> str:
-    config = {
+    config: dict[str, Any] = {
         "listen": f"127.0.0.1:{port}",
         "server": {"workers": workers},
-        "store": {"url": "sqlite:///.ztgate/ztgate.db", "durability": durability},
+        "store": {"url": store, "durability": durability},
         "upstream": {
             "url": f"http://127.0.0.1:{upstream_port}",
             "api_key": UPSTREAM_KEY,
@@ -294,7 +313,8 @@ def ztgate_config(
         },
         # The per-request access line is written at INFO; `warning` keeps it off.
         "logging": {"level": "info" if access_log else "warning"},
-        "inspection": {"enabled": inspection},
+        # A fixed hash key: hashed values correlate across restarts (and no start-up warning).
+        "inspection": {"enabled": inspection, "hash_key": "bench-hash-key-" + "0" * 32},
         # A small realistic policy, decided on every request: one grant and two denies.
         "policy": {
             "rules": [
@@ -307,12 +327,21 @@ def ztgate_config(
                         "models": ["claude-haiku-*"],
                     },
                     "limits": {"max_tokens": 4096},
+                    # Every request carries a mask obligation, as a real deployment's would
+                    # (none without inspection, which policy then refuses to name).
+                    **(
+                        {"mask": {"categories": ["pii", "secret"], "action": "redact"}}
+                        if inspection
+                        else {}
+                    ),
                 },
                 {"id": "no-shell", "effect": "deny", "when": {"tools": ["bash_*", "Bash"]}},
                 {"id": "no-computer-use", "effect": "deny", "when": {"tools": ["computer_*"]}},
             ]
         },
     }
+    if key_file is not None:
+        config["audit"] = {"signing_key_file": str(key_file)}
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -561,8 +590,11 @@ class Route:
     label: str
     json_port: int
     sse_port: int | None  # None: not measured streaming
+    masked: bool = False  # measured with the 4 KB masked prompt too
 
     def port(self, mode: str) -> int | None:
+        if mode == MASKED:
+            return self.json_port if self.masked else None
         return self.json_port if mode == JSON else self.sse_port
 
 
@@ -571,6 +603,7 @@ class Services:
     """Everything started for the run, so that it can all be stopped and its RSS read."""
 
     routes: list[Route] = field(default_factory=list)
+    databases: list[str] = field(default_factory=list)  # PostgreSQL, dropped at the end
     nginx: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ztgate: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ztgate_logs: dict[str, Path] = field(default_factory=dict)
@@ -587,6 +620,8 @@ class Services:
     def stop_all(self) -> None:
         for proc in [*self.ztgate.values(), *self.nginx.values()]:
             stop(proc)
+        for database in self.databases:
+            asyncio.run(_postgres(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
 
 
 @dataclass
@@ -596,11 +631,45 @@ class Results:
     rss: dict[str, int | None] = field(default_factory=dict)
 
 
+async def _postgres(statement: str) -> bool:
+    """Run one statement on the local PostgreSQL; False when it cannot be reached."""
+    import asyncpg  # the gateway's own driver; imported here so the bench runs without it
+
+    try:
+        connection = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres", timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+    return True
+
+
+def signing_key(workdir: Path) -> Path:
+    """The checkpoint signing key the PostgreSQL routes share (made once per run)."""
+    path = workdir / "signing-key.pem"
+    if not path.exists():
+        key = Ed25519PrivateKey.generate()
+        path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return path
+
+
+def postgres_store(services: Services, label: str) -> str | None:
+    """A fresh database for one PostgreSQL route, or None (said) when PostgreSQL is down."""
+    name = f"ztgate_bench_{os.getpid()}_{len(services.databases)}"
+    if not asyncio.run(_postgres(f"CREATE DATABASE {name}")):
+        log(f"bench: PostgreSQL at {POSTGRES_SERVER} is not reachable; {label} not measured")
+        return None
+    services.databases.append(name)
+    return f"{POSTGRES_SERVER}/{name}"
+
+
 def start_services(workdir: Path, services: Services, token_jwks: Path, workers: int) -> None:
     nginx = tool("nginx")
-    ports_free = free_ports(10)
+    ports_free = free_ports(12)
     canned_json, canned_sse, proxy_json, proxy_sse, z_json, z_sse, z_log, z_raw = ports_free[:8]
-    z_process, z_two = ports_free[8:]
+    z_process, z_two, z_pg, z_pg_two = ports_free[8:]
     ports = {
         "DIR": str(workdir),
         "WORKERS": str(workers),
@@ -614,47 +683,52 @@ def start_services(workdir: Path, services: Services, token_jwks: Path, workers:
     for name in ("canned", "proxy"):
         config = render(UPSTREAM_DIR / f"{name}.conf.in", ports)
         services.nginx[name] = start_nginx(nginx, workdir, name, config)
-    for name, port, upstream, access_log, inspection, durability, count in (
-        ("ztgate-json", z_json, canned_json, False, True, "fsync", 1),
-        ("ztgate-sse", z_sse, canned_sse, False, True, "fsync", 1),
-        ("ztgate-json-access-log", z_log, canned_json, True, True, "fsync", 1),
-        ("ztgate-json-no-inspection", z_raw, canned_json, False, False, "fsync", 1),
-        ("ztgate-json-process", z_process, canned_json, False, True, "process", 1),
-        ("ztgate-json-2-workers", z_two, canned_json, False, True, "fsync", 2),
-    ):
-        config = ztgate_config(
-            port, upstream, token_jwks, access_log, inspection, durability, count
-        )
-        services.ztgate[name] = start_ztgate(workdir, name, config)
-        services.ztgate_logs[name] = workdir / f"{name}.log"
+    sqlite = "sqlite:///.ztgate/ztgate.db"
+    gateways = [
+        ("ztgate-json", z_json, canned_json, False, True, "fsync", 1, sqlite),
+        ("ztgate-sse", z_sse, canned_sse, False, True, "fsync", 1, sqlite),
+        ("ztgate-json-access-log", z_log, canned_json, True, True, "fsync", 1, sqlite),
+        ("ztgate-json-no-inspection", z_raw, canned_json, False, False, "fsync", 1, sqlite),
+        ("ztgate-json-process", z_process, canned_json, False, True, "process", 1, sqlite),
+        ("ztgate-json-2-workers", z_two, canned_json, False, True, "fsync", 2, sqlite),
+    ]
     services.routes = [
         Route(DIRECT, canned_json, canned_sse),
         Route(NGINX, proxy_json, proxy_sse),
-        Route(ZTGATE, z_json, z_sse),
+        Route(ZTGATE, z_json, z_sse, masked=True),
         Route(ZTGATE_LOG, z_log, None),
         Route(ZTGATE_NO_SCAN, z_raw, None),
         Route(ZTGATE_PROCESS, z_process, None),
         Route(ZTGATE_TWO, z_two, None),
     ]
+    for name, label, port, count in (
+        ("ztgate-json-postgres", ZTGATE_PG, z_pg, 1),
+        ("ztgate-json-postgres-2-workers", ZTGATE_PG_TWO, z_pg_two, 2),
+    ):
+        store = postgres_store(services, label)
+        if store is not None:
+            gateways.append((name, port, canned_json, False, True, "fsync", count, store))
+            services.routes.append(Route(label, port, None))
+    for name, port, upstream, access_log, inspection, durability, count, url in gateways:
+        # Replicas sharing a PostgreSQL store sign its checkpoints with one configured key.
+        key = signing_key(workdir) if url.startswith("postgresql") else None
+        config = ztgate_config(
+            port, upstream, token_jwks, access_log, inspection, durability, count, url, key
+        )
+        services.ztgate[name] = start_ztgate(workdir, name, config)
+        services.ztgate_logs[name] = workdir / f"{name}.log"
     for name, (port, method) in {
         "canned": (canned_json, "POST"),
         "proxy": (proxy_json, "POST"),
     }.items():
         wait_ready(port, services.nginx[name], workdir / f"{name}-error.log", method)
-    for name, port in (
-        ("ztgate-json", z_json),
-        ("ztgate-sse", z_sse),
-        ("ztgate-json-access-log", z_log),
-        ("ztgate-json-no-inspection", z_raw),
-        ("ztgate-json-process", z_process),
-        ("ztgate-json-2-workers", z_two),
-    ):
+    for name, port, *_ in gateways:
         wait_ready(port, services.ztgate[name], services.ztgate_logs[name], "GET")
 
 
 def check_routes(routes: Sequence[Route], token: str) -> None:
     for route in routes:
-        for mode in (JSON, SSE):
+        for mode in (JSON, SSE, MASKED):
             port = route.port(mode)
             if port is not None:
                 check_answer(route.label, port, mode, token)
@@ -856,10 +930,21 @@ def checks(results: Results) -> list[Check]:
             name = f"{label} c32 req/s >= {least:.0%} of nginx pass-through"
             out.append(Check(name, text, share >= least))
     one = best_row(results.wrk.get((ZTGATE, JSON, 32))).rps
-    two = best_row(results.wrk.get((ZTGATE_TWO, JSON, 32))).rps
-    if one and two:
-        text = f"{fmt_rps(two)} / {fmt_rps(one)} = {two / one:.2f}x"
-        out.append(Check("2 workers c32 req/s >= 1.3x one worker", text, two / one >= 1.3))
+    masked = best_row(results.wrk.get((ZTGATE, MASKED, 32))).rps
+    if one and masked:
+        text = f"{fmt_rps(masked)} / {fmt_rps(one)} = {masked / one:.2f}x"
+        name = f"4 KB masked prompt c32 req/s >= {MIN_MASKED_SHARE}x the small body"
+        out.append(Check(name, text, masked / one >= MIN_MASKED_SHARE))
+    for single, double, store in (
+        (ZTGATE, ZTGATE_TWO, "SQLite"),
+        (ZTGATE_PG, ZTGATE_PG_TWO, "PostgreSQL"),
+    ):
+        one = best_row(results.wrk.get((single, JSON, 32))).rps
+        two = best_row(results.wrk.get((double, JSON, 32))).rps
+        if one and two:
+            text = f"{fmt_rps(two)} / {fmt_rps(one)} = {two / one:.2f}x"
+            name = f"2 workers c32 req/s >= {MIN_TWO_WORKERS}x one worker ({store})"
+            out.append(Check(name, text, two / one >= MIN_TWO_WORKERS))
     for label, most in MAX_C1_OVERHEAD_MS.items():
         label_c1 = best_row(results.wrk.get((label, JSON, 1))).p50
         if label_c1 is not None and direct_c1 is not None:
@@ -917,6 +1002,8 @@ def report(
     lines = ["# ztgate gateway overhead", "", *machine_lines(opts, started), ""]
     lines += ["## Non-streaming: `POST /v1/messages`, canned JSON message", ""]
     lines += [*wrk_table(results, routes, JSON), ""]
+    lines += ["## The same request with a 4 KB prompt, two values masked (c32 only)", ""]
+    lines += [*wrk_table(results, routes, MASKED), ""]
     lines += ['## Streaming: same request with `"stream":true`, canned SSE (9 events)', ""]
     lines += [*wrk_table(results, routes, SSE), ""]
     lines += [
@@ -955,7 +1042,7 @@ def run(opts: Options, out: IO[str]) -> int:
             jwks, token = make_identity(workdir)
             start_services(workdir, services, jwks, opts.nginx_workers)
             check_routes(services.routes, token)
-            scripts = {mode: write_wrk_script(workdir, mode, token) for mode in (JSON, SSE)}
+            scripts = {mode: write_wrk_script(workdir, mode, token) for mode in (JSON, SSE, MASKED)}
             for round_no in range(opts.rounds):
                 measure_round(opts, services.routes, scripts, token, results, round_no)
             read_rss(services, results)

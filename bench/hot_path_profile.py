@@ -9,6 +9,7 @@ process draws them).
 
     bench/run.sh installs wrk and nginx; then
     .venv/bin/python bench/hot_path_profile.py [--seconds 15] [--durability fsync|process]
+        [--body json|json-4k-masked]
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--durability", choices=["fsync", "process"], default="fsync")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--body", choices=[g.JSON, g.MASKED], default=g.JSON, help="the small or the 4 KB prompt"
+    )
     parser.add_argument("--out", type=Path, default=g.BENCH_DIR / "results")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
@@ -78,9 +82,9 @@ def main() -> int:
         try:
             g.wait_ready(upstream, canned, workdir / "canned-error.log", "POST")
             g.wait_ready(port, ztgate, workdir / "ztgate.log", "GET")
-            script = g.write_wrk_script(workdir, g.JSON, token)
+            script = g.write_wrk_script(workdir, args.body, token)
             g.run_wrk(wrk, port, script, args.connections, 2)  # warm up
-            stacks = args.out / f"profile-{args.durability}.txt"
+            stacks = args.out / f"profile-{args.durability}-{args.body}.txt"
             recorder = subprocess.Popen(
                 [py_spy, "record", "--pid", str(ztgate.pid), "--duration", str(args.seconds),
                  "--rate", "200", "--threads", "--format", "raw", "--output", str(stacks)],
@@ -100,7 +104,10 @@ def main() -> int:
             g.stop(canned)
     own, under, total = _top(stacks, args.top)
     rps = result[0].rps if result else 0.0
-    print(f"### One worker, c{args.connections}, durability {args.durability}: {rps:,.0f} req/s\n")
+    print(
+        f"### One worker, c{args.connections}, durability {args.durability}, {args.body}: "
+        f"{rps:,.0f} req/s\n"
+    )
     print(f"{total} samples at 200 Hz over {args.seconds} s (all threads). Stacks: {stacks}\n")
     print("| self % | function |\n|---:|---|")
     for name, n in own:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.inspection.test_masking import ANTHROPIC, EMAIL, full_scanner
 from ztgate.core.context import Body, Endpoint, RequestContext, Route
@@ -147,3 +149,46 @@ def test_forwarded_headers_are_scanned_on_every_endpoint() -> None:
     ctx.forwarded_headers = [(b"x-note", f"key {ANTHROPIC}".encode()), (b"x-note", b"plain")]
     inspector.inspect_request(ctx)
     assert [(f.detector, f.path) for f in ctx.findings] == [("anthropic_api_key", "headers.x-note")]
+
+
+class _CountingScanner(Scanner):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scanned: list[str] = []
+
+    def scan_parts(self, text: str) -> tuple[list[Finding], list[Finding]]:
+        self.scanned.append(text)
+        return super().scan_parts(text)
+
+
+def test_short_clean_texts_are_scanned_once_across_requests_and_values_every_time() -> None:
+    scanner = _CountingScanner(catalogue())
+    inspector = ScanningInspector(scanner)
+    for _ in range(3):
+        ctx = context(message(f"key {ANTHROPIC}"))
+        ctx.forwarded_headers = [(b"anthropic-version", b"2023-06-01")]
+        inspector.inspect_request(ctx)
+        assert [f.detector for f in ctx.findings] == ["anthropic_api_key"]
+    assert scanner.scanned.count("2023-06-01") == 1
+    assert scanner.scanned.count(f"key {ANTHROPIC}") == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["hello there", EMAIL, f"key {ANTHROPIC}", "2023-06-01", "x" * 200])
+        | st.text(max_size=40),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_remembering_clean_texts_never_changes_what_a_request_finds(texts: list[str]) -> None:
+    """One inspector across many requests finds exactly what a fresh one finds in each."""
+    shared = ScanningInspector(full_scanner())
+    for text in texts:
+        ctx, fresh_ctx = context(message(text)), context(message(text))
+        for c in (ctx, fresh_ctx):
+            c.forwarded_headers = [(b"x-note", text.encode("utf-8", "surrogatepass"))]
+        shared.inspect_request(ctx)
+        ScanningInspector(full_scanner()).inspect_request(fresh_ctx)
+        assert ctx.findings == fresh_ctx.findings

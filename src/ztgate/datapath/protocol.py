@@ -535,6 +535,7 @@ class _Exchange:
         self._started = False
         self._chunked = False
         self._remaining = 0
+        self._held_head = b""  # a sized response's head, sent with its first body bytes
         # The body clock: bytes received, when it started, how long reading was paused.
         self._received = 0
         self._clock_start = 0.0
@@ -691,14 +692,20 @@ class _Exchange:
             if self.more_body:
                 # The rest of an unread body would have to be read and thrown away first.
                 self.keep_alive = False
-            self._protocol.write(self._response_head(message))
+            head = self._response_head(message)
+            if self._chunked:  # a stream's head goes now: its first event may be long coming
+                self._protocol.write(head)
+            else:  # one write, one packet for head and body (most answers are one body message)
+                self._held_head = head
             return
         if self.complete or message["type"] != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {message['type']}")
         body: bytes = message.get("body", b"")
         more = bool(message.get("more_body", False))
+        head, self._held_head = self._held_head, b""
         if self._head_request:
-            pass
+            if head:
+                self._protocol.write(head)
         elif self._chunked:
             out = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
             self._protocol.write(out + (b"0\r\n\r\n" if not more else b""))
@@ -706,7 +713,8 @@ class _Exchange:
             if len(body) > self._remaining:
                 raise RuntimeError("the response is longer than its content-length")
             self._remaining -= len(body)
-            self._protocol.write(body)
+            if head or body:
+                self._protocol.write(head + body if head else body)
         if not more:
             if self._remaining and not self._head_request:
                 raise RuntimeError("the response is shorter than its content-length")

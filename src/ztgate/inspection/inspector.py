@@ -26,7 +26,7 @@ from ztgate.detectors.catalogue import catalogue
 from ztgate.detectors.custom import custom_detectors
 from ztgate.detectors.guardrails import GuardrailChecks, builtin_checks
 from ztgate.detectors.patterns import Detector
-from ztgate.inspection.deep import Scan
+from ztgate.inspection.deep import DeepScanner, Scan
 from ztgate.inspection.guardrails import GuardrailEngine, GuardrailSettings, messages_for
 from ztgate.inspection.masking import MaskResult, count_masked, mask_text, plan_findings
 from ztgate.inspection.passthrough import PassThroughInspector
@@ -42,6 +42,11 @@ log = logging.getLogger("ztgate.inspection")
 
 _FIELD_NAME = "(a field name)"
 _REDACT_ALL = MaskPlan({}, {}, default="redact")
+# Short texts that recur across requests (models, roles, header values) and held nothing are
+# remembered, per scanner, so the next request skips them; bounded, and a text that held
+# something is never kept.
+_CLEAN_LENGTH = 96
+_CLEAN_ENTRIES = 4096
 # A batch's results are fetched later, past any restore: its pseudonyms would stay pseudonyms.
 _IN_BATCHES: Mapping[str, Action] = {"pseudonymize": "redact"}
 
@@ -133,6 +138,11 @@ class ScanningInspector(PassThroughInspector):
         self._hash_key = hash_key if hash_key is not None else secrets.token_bytes(32)
         self._max_text = max_text
         self._guardrails = guardrails if guardrails is not None else GuardrailEngine(scanner)
+        self._clean: tuple[DeepScanner | None, _CleanTexts, _CleanTexts] = (
+            None,
+            _CleanTexts(),
+            _CleanTexts(),
+        )
 
     @property
     def guardrails(self) -> GuardrailEngine:
@@ -153,16 +163,15 @@ class ScanningInspector(PassThroughInspector):
                 f"the request carries {size} characters of text; at most {self._max_text} "
                 "can be inspected"
             )
-        scan = self._cached_scan()
-        as_written = self._guardrails.deep().scanner
+        deep = self._guardrails.deep()
+        scan = self._cached_scan(deep)
+        header_parts = self._clean_texts(deep)[1].wrap(deep.scanner.scan_parts)
         try:
             scanned = [(field, found) for field in body if (found := scan(field.text))]
             # Headers are read as written: the model never reads them, and encoded values
             # (trace contexts, test fixtures' scripts) are their ordinary business.
             scanned += [
-                (field, Scan(*parts))
-                for field in headers
-                if any(parts := as_written.scan_parts(field.text))
+                (field, Scan(*parts)) for field in headers if any(parts := header_parts(field.text))
             ]
             in_keys = [(key, found) for key in keys if (found := scan(key))]
             ctx.signals = self._signals(ctx, fields, scanned)
@@ -202,20 +211,31 @@ class ScanningInspector(PassThroughInspector):
                 signals.append((path, signal))
         return signals
 
-    def _cached_scan(self) -> Callable[[str], Scan]:
+    def _clean_texts(self, deep: DeepScanner) -> tuple[_CleanTexts, _CleanTexts]:
+        """The short texts known clean for this scanner (deeply; as written): a policy
+        reload that changes the checks starts both afresh."""
+        scanner, body, headers = self._clean
+        if scanner is not deep:
+            body, headers = _CleanTexts(), _CleanTexts()
+            self._clean = (deep, body, headers)
+        return body, headers
+
+    def _cached_scan(self, deep: DeepScanner) -> Callable[[str], Scan]:
         """One request repeats strings (block types, keys, a resent history): each distinct
-        one is scanned once."""
-        deep = self._guardrails.deep()
+        one is scanned once; short ones clean in an earlier request are not scanned again."""
         shortest = deep.scanner.min_match_length
+        clean = self._clean_texts(deep)[0]
         seen: dict[str, Scan] = {}
         empty = Scan()
 
         def scan(text: str) -> Scan:
-            if len(text) < shortest and text.isascii():
+            if (len(text) < shortest and text.isascii()) or text in clean.texts:
                 return empty
             found = seen.get(text)
             if found is None:
                 found = seen[text] = deep.scan(text)
+                if not found:
+                    clean.add(text)
             return found
 
         return scan
@@ -313,3 +333,37 @@ class ScanningInspector(PassThroughInspector):
             holdback=self._holdback,
             hash_key=self._hash_key,
         )
+
+
+class _CleanTexts:
+    """A bounded set of short texts a scanner found nothing in (oldest forgotten first)."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self) -> None:
+        self.texts: dict[str, None] = {}
+
+    def add(self, text: str) -> None:
+        if len(text) > _CLEAN_LENGTH:
+            return
+        texts = self.texts
+        if len(texts) >= _CLEAN_ENTRIES:
+            del texts[next(iter(texts))]
+        texts[text] = None
+
+    def wrap(
+        self, scan_parts: Callable[[str], tuple[list[Finding], list[Finding]]]
+    ) -> Callable[[str], tuple[list[Finding], list[Finding]]]:
+        """``scan_parts`` that skips, and learns, clean short texts."""
+        texts = self.texts
+        nothing: tuple[list[Finding], list[Finding]] = ([], [])
+
+        def scan(text: str) -> tuple[list[Finding], list[Finding]]:
+            if text in texts:
+                return nothing
+            parts = scan_parts(text)
+            if not any(parts):
+                self.add(text)
+            return parts
+
+        return scan
