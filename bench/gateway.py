@@ -440,11 +440,11 @@ class WrkResult:
         return sum(self.errors.values())
 
 
-def write_wrk_script(workdir: Path, mode: str, token: str) -> Path:
+def write_wrk_script(workdir: Path, mode: str, token: str, name: str = "post") -> Path:
     headers = "\n".join(
-        f'wrk.headers["{name}"] = "{value}"' for name, value in request_headers(token).items()
+        f'wrk.headers["{header}"] = "{value}"' for header, value in request_headers(token).items()
     )
-    script = workdir / f"post-{mode}.lua"
+    script = workdir / f"{name}-{mode}.lua"
     text = WRK_SCRIPT.format(path=API_PATH, body=request_body(mode).decode(), headers=headers)
     script.write_text(text)
     return script
