@@ -74,6 +74,8 @@ class AuditWriter:
         self._next_checkpoint_at = 0.0
         self.transactions = 0  # append transactions committed
         self.events_written = 0
+        self._on_commit: Callable[[float, int, int], None] | None = None
+        self._on_failure: Callable[[int], None] | None = None
 
     @classmethod
     def from_config(cls, config: GatewayConfig, store: AuditStore) -> AuditWriter:
@@ -88,6 +90,13 @@ class AuditWriter:
             checkpoint_interval=audit.checkpoint_interval,
             recording_retention=None if days is None else days * 86400.0,
         )
+
+    def observe(
+        self, committed: Callable[[float, int, int], None], failed: Callable[[int], None]
+    ) -> None:
+        """Tell ``committed(seconds, events, still queued)`` of every group commit and
+        ``failed(queued)`` of every failed one (for the metrics)."""
+        self._on_commit, self._on_failure = committed, failed
 
     @property
     def signing_key_id(self) -> str:
@@ -250,6 +259,7 @@ class AuditWriter:
             if self._recordings_timer is not None:
                 self._recordings_timer.cancel()
                 self._recordings_timer = None
+            began = time.perf_counter()
             try:
                 stored = await self.store.append(
                     [e for p in batch for e in p.events], [r for r, _ in riding]
@@ -260,9 +270,14 @@ class AuditWriter:
                     if isinstance(exc, StoreUnavailable)
                     else StoreUnavailable(f"the audit store failed: {type(exc).__name__}: {exc}")
                 )
+                if self._on_failure is not None:
+                    self._on_failure(sum(len(p.events) for p in self._queue))
                 self._fail(batch, failure)
                 _settle(riding, failure)
                 continue
+            if self._on_commit is not None:
+                queued = sum(len(p.events) for p in self._queue)
+                self._on_commit(time.perf_counter() - began, len(stored), queued)
             _settle(riding, None)
             self.transactions += 1
             self.events_written += len(stored)

@@ -598,6 +598,45 @@ class LoggingConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("use HOST:PORT, for example 127.0.0.1:8787")
+    return value
+
+
+class MetricsConfig(_Strict):
+    """Prometheus metrics on a listener of their own, never the ``/v1`` one (docs/operations.md)."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:9464"  # every worker serves it (SO_REUSEPORT), all workers' figures
+    # Where workers share their figures (prometheus-client's multiprocess mode); a fresh
+    # private directory per start when omitted.
+    multiprocess_dir: str | None = None
+    reviews_interval: Duration = 30.0  # how often the pending reviews are counted
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _host_port(value)
+
+
+class TracingConfig(_Strict):
+    """OpenTelemetry traces: one span per pipeline stage and the upstream call (off by default;
+    spans carry names, counts and decisions, never a prompt, a value or a token)."""
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"  # OTLP over HTTP (protobuf)
+    headers: dict[str, str] = Field(default_factory=dict)  # sent to the collector (use ${VAR})
+    service_name: str = "ztgate"
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)  # of traces ztgate starts
+    # A caller's W3C ``traceparent`` makes ztgate's spans part of its trace (its sampling
+    # decision is followed); off: every request starts a trace of its own.
+    accept_context: bool = True
+    # Send ztgate's trace context upstream (``traceparent``); callers' never goes there.
+    propagate_upstream: bool = False
+
+
 class GatewayConfig(_Strict):
     listen: str = "127.0.0.1:8787"
     upstream: UpstreamConfig
@@ -612,14 +651,23 @@ class GatewayConfig(_Strict):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     reviews: ReviewsConfig = Field(default_factory=ReviewsConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError("use HOST:PORT, for example 127.0.0.1:8787")
-        return value
+        return _host_port(value)
+
+    @model_validator(mode="after")
+    def _metrics_apart(self) -> GatewayConfig:
+        host, _, port = self.metrics.listen.rpartition(":")
+        data_host, _, data_port = self.listen.rpartition(":")
+        wildcard = {"0.0.0.0", "[::]", "::"}  # noqa: S104 (compared, not bound)
+        shared = host == data_host or host in wildcard or data_host in wildcard
+        if self.metrics.enabled and port == data_port and shared:
+            raise ValueError("metrics.listen must not be the data path's listener (listen)")
+        return self
 
     @model_validator(mode="after")
     def _judge_can_fail_to_people(self) -> GatewayConfig:

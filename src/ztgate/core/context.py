@@ -124,6 +124,11 @@ class RequestContext:
     capture: ResponseTap | None = None  # set when the response is being recorded
     review_id: str | None = None  # the review (or the approval's grant) this request waited on
     audited: bool = False  # the request's audit event is committed
+    # When each stage the request passed ended (``time.perf_counter``), in order: what the
+    # metrics and traces make of a request's time (``lap``).
+    laps: list[tuple[str, float]] = field(default_factory=list)
+    # The tracer's own notes (the request's span), opaque to every other stage.
+    trace: object | None = None
 
     @property
     def model(self) -> str | None:
@@ -140,6 +145,23 @@ class RequestContext:
         if self.public_url:
             return self.public_url
         return f"{self.scheme}://{(self.header(b'host') or b'localhost').decode('latin-1')}"
+
+    def lap(self, stage: str) -> None:
+        """Mark the end of ``stage``: it took the time since the previous mark (or the start)."""
+        self.laps.append((stage, time.perf_counter()))
+
+    def stage_durations(self) -> list[tuple[str, float, float]]:
+        """Each stage passed as ``(stage, start, end)`` in ``time.perf_counter`` seconds; the
+        upstream's answer (to its first byte) and the relay after it when the request got
+        that far."""
+        out: list[tuple[str, float, float]] = []
+        start = self.started
+        for stage, end in self.laps:
+            out.append((stage, start, end))
+            start = end
+        if self.upstream_started is not None and self.upstream_first_byte is not None:
+            out.append(("upstream", self.upstream_started, self.upstream_first_byte))
+        return out
 
     def finding_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -17,6 +17,7 @@ from ztgate.core.context import RequestContext
 from ztgate.core.decision import Decision, PolicyRequest
 from ztgate.core.identity import Identity
 from ztgate.core.sse import SSEEvent
+from ztgate.core.types import Headers
 
 
 class Authenticator(Protocol):
@@ -90,3 +91,21 @@ class Recorder(Protocol):
     async def request_started(self, ctx: RequestContext) -> None: ...
 
     async def request_finished(self, ctx: RequestContext) -> None: ...
+
+
+class Observer(Protocol):
+    """Watches requests for operators (metrics, traces); never changes what happens to them.
+    Called on the event loop; must not block or raise."""
+
+    def request_received(self, ctx: RequestContext) -> None:
+        """Before the first stage (a trace begins here, in the caller's trace if it sent one)."""
+        ...
+
+    def forwarding(self, ctx: RequestContext) -> Headers:
+        """The request is recorded and goes upstream now: headers to add to it (a trace
+        context, when configured)."""
+        ...
+
+    def request_finished(self, ctx: RequestContext) -> None:
+        """After the last stage: the answer is sent and the audit has it."""
+        ...

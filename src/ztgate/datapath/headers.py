@@ -2,7 +2,8 @@
 
 Requests keep every ``anthropic-*`` header and the rest of what clients send (an allow-list
 would lose the betas Claude Code depends on); they lose hop-by-hop headers, every caller
-credential, any name spelled with ``_`` (some servers read ``x_api_key`` as ``x-api-key``),
+credential, a trace context (ztgate sends its own when configured), any name spelled with
+``_`` (some servers read ``x_api_key`` as ``x-api-key``),
 and anything that describes the inside of the network. A JSON body's framing is ztgate's
 own: it forwards its re-encoding of the body. Responses keep the upstream's headers minus
 hop-by-hop and the framing ztgate recomputes.
@@ -43,6 +44,10 @@ _NOT_FORWARDED = (
         b"expect",
         b"forwarded",
         b"x-real-ip",
+        # A caller's trace context ends at ztgate; ztgate sends its own when configured to.
+        b"traceparent",
+        b"tracestate",
+        b"baggage",
     }
 )
 _NOT_FORWARDED_PREFIXES = (b"x-forwarded-", b"ztgate-")

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,15 @@ from ztgate.core.errors import (
     UpstreamUnavailable,
 )
 from ztgate.core.sse import frame
-from ztgate.core.stages import Authenticator, Decider, Inspector, Judge, Recorder, Reviewer
+from ztgate.core.stages import (
+    Authenticator,
+    Decider,
+    Inspector,
+    Judge,
+    Observer,
+    Recorder,
+    Reviewer,
+)
 from ztgate.core.types import Headers, Receive, Send
 from ztgate.datapath.body import (
     DRAINING,
@@ -69,6 +77,7 @@ class Stages:
     quotas: Quotas
     containers: ContainerOwners
     judge: Judge | None = None  # the guardrails' judge, when configured
+    observers: Sequence[Observer] = ()  # metrics, traces
 
 
 class Pipeline:
@@ -80,24 +89,34 @@ class Pipeline:
     async def handle(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
         responder = Responder(send, ctx)
         recorded = False
+        observers = self._stages.observers
+        for observer in observers:
+            observer.request_received(ctx)
         try:
             credential = extract_credential(ctx.headers)
             refuse_echoed_credential(credential, ctx)  # before anything logs the path
             ctx.identity = await self._stages.authenticator.verify(credential)
+            ctx.lap("authenticate")
             ctx.route = match_route(ctx.method, ctx.path)
             if ctx.route is None:
                 raise NotFound(f"{ctx.method} {ctx.path} is not an endpoint this gateway serves")
             upload = await self._parse(ctx, receive)
+            ctx.lap("parse")
             self._stages.inspector.inspect_request(ctx)
+            ctx.lap("inspect")
             if self._stages.judge is not None:
                 await self._stages.judge.weigh(ctx)
+                ctx.lap("judge")
             self._decide(ctx)
+            ctx.lap("decide")
             self._stages.inspector.protect_request(ctx)
+            ctx.lap("protect")
             assert ctx.decision is not None
             # Quotas before people: nobody approves a request its quota would refuse, and an
             # approved request runs at once. A request refused by its review uses no tokens.
             estimate = max(1, ctx.bytes_in // 4) if ctx.payload is not None else 1
             admission = await self._stages.quotas.admit(ctx.decision.limits, estimate)
+            ctx.lap("admit")
             if ctx.decision.effect is Effect.REVIEW:
                 try:
                     await self._review(ctx, receive, responder, upload)
@@ -105,13 +124,19 @@ class Pipeline:
                     with contextlib.suppress(GatewayError):
                         await self._stages.quotas.settle(admission, 0)
                     raise
+                ctx.lap("review")
             headers = self._transform(ctx, upload)
+            ctx.lap("transform")
             await self._stages.recorder.request_started(ctx)
+            ctx.lap("record")
+            for observer in observers:
+                headers += observer.forwarding(ctx)
             done = upload.done if upload is not None else None
             try:
                 await _until_disconnect(
                     ctx, receive, done, self._forward_and_relay(ctx, headers, upload, responder)
                 )
+                ctx.lap("forward")
             finally:
                 await self._settle(ctx, admission)
         except GatewayError as exc:
@@ -128,6 +153,8 @@ class Pipeline:
         finally:
             if not recorded:
                 await self._stages.recorder.request_finished(ctx)
+            for observer in observers:
+                observer.request_finished(ctx)
 
     async def _record_refusal(
         self, ctx: RequestContext, responder: Responder, error: GatewayError

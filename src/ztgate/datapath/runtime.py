@@ -17,7 +17,8 @@ from ztgate.audit.access_log import AccessLog
 from ztgate.audit.store.base import AuditStore
 from ztgate.audit.trail import AuditTrail
 from ztgate.config import GatewayConfig
-from ztgate.core.stages import Inspector, Judge
+from ztgate.core.reviews import ReviewQuery, ReviewState
+from ztgate.core.stages import Inspector, Judge, Observer
 from ztgate.core.types import Headers
 from ztgate.datapath.containers import ContainerOwners
 from ztgate.datapath.pipeline import Pipeline, Stages
@@ -27,6 +28,8 @@ from ztgate.identity.verifier import TokenVerifier
 from ztgate.inspection.guardrails import derived_check_ids
 from ztgate.inspection.inspector import configured_detectors, inspector_from_config
 from ztgate.inspection.judge import GuardrailJudge
+from ztgate.observe.endpoint import serve_metrics
+from ztgate.observe.metrics import Metrics
 from ztgate.policy.decider import PolicyDecider
 from ztgate.policy.loader import Serving
 from ztgate.policy.quotas import Quotas, quotas_from_url
@@ -36,6 +39,8 @@ from ztgate.review.service import ReviewService
 from ztgate.review.stage import HoldingReviewer
 
 log = logging.getLogger("ztgate")
+
+_REVIEWS_COUNTED = 100_000  # at most, per count of pending reviews for the metrics
 
 
 def serving(config: GatewayConfig) -> Serving:
@@ -118,6 +123,8 @@ class Runtime:
     reviews: ReviewService
     admin: AdminApp
     readiness: Readiness
+    metrics: Metrics | None = None
+    metrics_server: asyncio.Server | None = None
 
     @classmethod
     async def start(
@@ -127,7 +134,19 @@ class Runtime:
         trail = await AuditTrail.open(config, store)
         http = aiohttp.ClientSession()
         verifier = TokenVerifier.from_config(config.identity, http)
-        verifier.on_key_refresh_failure(trail.key_refresh_failed)
+        metrics = Metrics() if config.metrics.enabled else None
+        observers: list[Observer] = []
+        if metrics is not None:
+            observers.append(metrics)
+            trail.writer.observe(metrics.audit_committed, metrics.audit_failed)
+
+            def key_refresh_failed(issuer: str, error: str) -> None:
+                trail.key_refresh_failed(issuer, error)
+                metrics.key_refresh_failed(issuer)
+
+            verifier.on_key_refresh_failure(key_refresh_failed)
+        else:
+            verifier.on_key_refresh_failure(trail.key_refresh_failed)
         policy.on_reload = trail.policy_reloaded
         upstream = UpstreamClient(config.upstream)
         quotas = quotas_from_url(config.quotas.redis_url)
@@ -157,6 +176,7 @@ class Runtime:
             quotas=quotas,
             containers=ContainerOwners(),
             judge=_judge(config, upstream, inspector),
+            observers=tuple(observers),
         )
         pipeline = Pipeline(stages, upstream, config.server)
         policy.log_warnings()
@@ -168,6 +188,13 @@ class Runtime:
             # SIGHUP reloads the policy; only possible in the main thread (not in tests' threads)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, policy.reload)
         readiness = Readiness(verifier, trail, policy, tls)
+        metrics_server = None
+        if metrics is not None:
+            metrics.count_reviews(
+                lambda: _pending_reviews(trail.store), config.metrics.reviews_interval
+            )
+            host, _, port = config.metrics.listen.rpartition(":")
+            metrics_server = await serve_metrics(metrics, host.strip("[]"), int(port))
         admin = AdminApp.from_config(
             config, trail.store, verifier, readiness.status_report, reviews
         )
@@ -181,10 +208,25 @@ class Runtime:
             },
         )
         return cls(
-            http, verifier, upstream, quotas, pipeline, tasks, trail, reviews, admin, readiness
+            http,
+            verifier,
+            upstream,
+            quotas,
+            pipeline,
+            tasks,
+            trail,
+            reviews,
+            admin,
+            readiness,
+            metrics,
+            metrics_server,
         )
 
     async def close(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        if self.metrics is not None:
+            await self.metrics.close()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -194,3 +236,7 @@ class Runtime:
         await self.upstream.close()
         await self.http.close()
         await self.trail.close()
+
+
+async def _pending_reviews(store: AuditStore) -> int:
+    return len(await store.reviews(ReviewQuery(ReviewState.PENDING, limit=_REVIEWS_COUNTED)))

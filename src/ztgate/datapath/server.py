@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from ztgate.datapath.app import Gateway
 from ztgate.datapath.logs import configure_logging
 from ztgate.datapath.protocol import Limits, protocol_factory
 from ztgate.datapath.tls import context_factory
+from ztgate.observe.metrics import MULTIPROCESS_ENV
 
 CONFIG_ENV = "ZTGATE_CONFIG"
 
@@ -78,12 +80,26 @@ def serve(config: GatewayConfig, config_path: Path | None, workers: int) -> None
         raise ValueError("several workers need the config as a file")
     # Each worker process builds its own Gateway from the same file.
     os.environ[CONFIG_ENV] = str(config_path.resolve())
+    if config.metrics.enabled:
+        os.environ[MULTIPROCESS_ENV] = _metrics_directory(config.metrics.multiprocess_dir)
     uvicorn.run(
         "ztgate.datapath.server:create_app",
         factory=True,
         workers=workers,
         **_uvicorn_options(config),
     )
+
+
+def _metrics_directory(configured: str | None) -> str:
+    """Where the workers share their metrics: emptied at start, so a previous run's figures
+    (and dead workers' gauges) are not added to this one's."""
+    if configured is None:
+        return tempfile.mkdtemp(prefix="ztgate-metrics-")
+    directory = Path(configured)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return str(directory)
 
 
 def in_process_server(config: GatewayConfig) -> tuple[uvicorn.Server, socket.socket]:

@@ -1,0 +1,1 @@
+"""Observing the gateway for operators: Prometheus metrics and OpenTelemetry traces."""
