@@ -13,13 +13,18 @@ setup: $(STAMP) $(NODE_STAMP) system-tools
 # anyone else, the tests that need them skip and nothing is installed): `ip` and `nft` for the
 # network-namespace proof (tests/deploy/test_forced_path.py); podman, runc and debootstrap to
 # build the image and run its health check (tests/deploy/test_image.py; debootstrap makes its
-# base when no registry is reachable).
+# base when no registry is reachable); nginx as the load balancer in front of several replicas
+# (tests/datapath/test_replicas.py); promtool, from Debian's prometheus package, to check and
+# unit-test the alert rules (tests/deploy/test_monitoring.py). A policy-rc.d that says no keeps
+# the packages' services (nginx on port 80, prometheus) from starting: the tests run their own.
 system-tools:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  ! PATH="$$PATH:/usr/sbin:/sbin" sh -c 'command -v ip && command -v nft && command -v podman && command -v runc && command -v debootstrap' >/dev/null; then \
+	  ! PATH="$$PATH:/usr/sbin:/sbin" sh -c 'command -v ip && command -v nft && command -v podman && command -v runc && command -v debootstrap && command -v nginx && command -v promtool' >/dev/null; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
+	  added=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added=1; fi; \
 	  apt-get -qq -o DPkg::Lock::Timeout=120 update && \
-	  apt-get -qq -o DPkg::Lock::Timeout=120 install -y --no-install-recommends iproute2 nftables podman runc debootstrap >/dev/null; \
+	  apt-get -qq -o DPkg::Lock::Timeout=120 install -y --no-install-recommends iproute2 nftables podman runc debootstrap nginx-light prometheus >/dev/null; \
+	  status=$$?; [ "$$added" = 0 ] || rm -f /usr/sbin/policy-rc.d; exit $$status; \
 	fi
 
 # presidio-evaluator (bench/quality.py reads its templates) goes in with --no-deps: the rest of
