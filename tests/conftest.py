@@ -6,6 +6,7 @@ from typing import Any
 import anthropic
 import pytest
 
+from tests.redis_server import redis_server  # noqa: F401 (a fixture for every test)
 from tests.stackrunner import RunningStack
 
 

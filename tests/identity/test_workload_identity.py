@@ -14,6 +14,7 @@ from ztgate.config.model import IdentityConfig
 from ztgate.core.errors import AuthenticationFailed
 from ztgate.devtools.issuer import DevIssuer
 from ztgate.identity.verifier import TokenVerifier
+from ztgate.shared.memory import MemoryState
 
 
 def github_claims(**overrides: Any) -> dict[str, Any]:
@@ -101,7 +102,7 @@ async def verifier(issuers: dict[str, DevIssuer]) -> AsyncIterator[TokenVerifier
         }
     )
     async with aiohttp.ClientSession() as http:
-        verifier = TokenVerifier.from_config(config, http)
+        verifier = TokenVerifier.from_config(config, http, MemoryState())
         await verifier.start()  # discovery + JWKS over HTTP, as against the real IdPs
         yield verifier
         await verifier.close()

@@ -2,82 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
-from tests.processes import GatewayProcesses, free_port
+from tests.processes import GatewayProcesses
+from tests.redis_server import PrivateRedis
 from tests.stackrunner import RunningStack
 from ztgate.core.decision import LimitCheck
 from ztgate.core.errors import RateLimited
-from ztgate.policy.quotas import MemoryCounters, Quotas
-
-REDIS = shutil.which("redis-server")
-
-
-class PrivateRedis:
-    """A redis-server of our own, so the test may stop it without touching the shared one."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self._workdir = workdir
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        assert REDIS is not None
-        self._process = subprocess.Popen(
-            [
-                REDIS,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self._workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            ping = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if ping.stdout.strip() == "PONG":
-                return
-            time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(10)
-            self._process = None
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if REDIS is None:
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+from ztgate.policy.quotas import Quotas
+from ztgate.shared.memory import MemoryState
 
 
 def quota_policy(redis_url: str) -> str:
@@ -135,7 +72,7 @@ def test_two_gateways_share_one_budget_and_fail_closed_without_redis(
 
 async def test_tokens_are_charged_an_estimate_then_the_reported_usage() -> None:
     now = [1_000_000.0]
-    quotas = Quotas(MemoryCounters(lambda: now[0]), clock=lambda: now[0])
+    quotas = Quotas(MemoryState(lambda: now[0]), clock=lambda: now[0])
     checks = [LimitCheck("principal:p", "tokens", "minute", 1000, "r")]
     admission = await quotas.admit(checks, estimated_tokens=100)
     await quotas.settle(admission, actual_tokens=990)  # the response reported 990 tokens
@@ -148,7 +85,7 @@ async def test_tokens_are_charged_an_estimate_then_the_reported_usage() -> None:
 
 
 async def test_a_refused_request_is_not_counted() -> None:
-    quotas = Quotas(MemoryCounters())
+    quotas = Quotas(MemoryState())
     checks = [
         LimitCheck("principal:p", "requests", "minute", 2, "r"),
         LimitCheck("group:ci", "requests", "day", 100, "r"),
@@ -159,6 +96,6 @@ async def test_a_refused_request_is_not_counted() -> None:
         with pytest.raises(RateLimited):
             await quotas.admit(checks, estimated_tokens=1)
     counters = quotas._counters
-    assert isinstance(counters, MemoryCounters)
-    day = [v for k, (v, _) in counters._values.items() if k.startswith("ztgate:quota:group:ci")]
+    assert isinstance(counters, MemoryState)
+    day = [v for k, (v, _) in counters._counters.items() if k.startswith("ztgate:quota:group:ci")]
     assert day == [2]

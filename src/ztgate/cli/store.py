@@ -17,9 +17,10 @@ import click
 from ztgate.audit.reader import AuditReader
 from ztgate.audit.sealing import SealError
 from ztgate.audit.store.base import AuditStore, StoreUnavailable
-from ztgate.audit.store.factory import SQLITE_PREFIX, open_store, sqlite_path
+from ztgate.audit.store.factory import open_store
 from ztgate.cli.common import CONFIG_OPTION, config_or_exit, fail
 from ztgate.config import GatewayConfig
+from ztgate.config.store_url import SQLITE_PREFIX, sqlite_path
 
 T = TypeVar("T")
 

@@ -3,18 +3,19 @@
 A string ``container`` id would let one caller reuse a container another loaded with its own
 skills and files, so ztgate remembers every container id it sees in a response and lets only
 that response's caller name it again. An id ztgate never saw is refused: it was not created
-through the gateway. Kept in process memory (for one replica).
+through the gateway.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ztgate.core.errors import PermissionDenied
+from ztgate.shared.base import SharedState
 
 _DEFAULT_TTL = 30 * 86400  # containers expire upstream well before this
+_KEY = "container:"
 
 
 def requested_container(body: Mapping[str, Any]) -> str | None:
@@ -27,29 +28,22 @@ def requested_container(body: Mapping[str, Any]) -> str | None:
 
 
 class ContainerOwners:
-    def __init__(
-        self, max_entries: int = 200_000, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._owners: dict[str, tuple[str, float]] = {}
-        self._max_entries = max_entries
-        self._clock = clock
+    """Who created each container, in the shared state (``ztgate.shared``), so that no replica
+    or worker lets another identity name it."""
 
-    def remember(self, container_id: str, principal: str) -> None:
-        now = self._clock()
-        if container_id in self._owners and self._owners[container_id][0] != principal:
-            return  # first creator keeps it; a response can never hand it to someone else
-        if len(self._owners) >= self._max_entries:
-            self._owners = {k: v for k, v in self._owners.items() if v[1] > now}
-            while len(self._owners) >= self._max_entries:
-                del self._owners[next(iter(self._owners))]
-        self._owners[container_id] = (principal, now + _DEFAULT_TTL)
+    def __init__(self, shared: SharedState, ttl: float = _DEFAULT_TTL) -> None:
+        self._shared = shared
+        self._ttl = ttl
 
-    def check(self, body: Mapping[str, Any], principal: str) -> None:
+    async def remember(self, container_id: str, principal: str) -> None:
+        # The first creator keeps it; a later response can never hand it to someone else.
+        await self._shared.claim(_KEY + container_id, principal, self._ttl)
+
+    async def check(self, body: Mapping[str, Any], principal: str) -> None:
         container_id = requested_container(body)
         if container_id is None:
             return
-        owner = self._owners.get(container_id)
-        if owner is None or owner[1] <= self._clock() or owner[0] != principal:
+        if await self._shared.holder(_KEY + container_id) != principal:
             raise PermissionDenied(
                 f"container {container_id} was not created through this gateway by this identity"
             )

@@ -107,6 +107,7 @@ class Pipeline:
             if self._stages.judge is not None:
                 await self._stages.judge.weigh(ctx)
                 ctx.lap("judge")
+            await self._check_containers(ctx)
             self._decide(ctx)
             ctx.lap("decide")
             self._stages.inspector.protect_request(ctx)
@@ -238,10 +239,13 @@ class Pipeline:
         finally:
             watcher.cancel()
 
-    def _decide(self, ctx: RequestContext) -> None:
+    async def _check_containers(self, ctx: RequestContext) -> None:
+        """A container named in the request must be one this identity created."""
         assert ctx.identity is not None
         for params in _message_bodies(ctx):
-            self._stages.containers.check(params, ctx.identity.principal)
+            await self._stages.containers.check(params, ctx.identity.principal)
+
+    def _decide(self, ctx: RequestContext) -> None:
         decision, ctx.policy_input = self._stages.decider.decide(ctx)
         forced = ctx.forced_review
         if forced is not None and decision.effect is not Effect.DENY:
@@ -259,7 +263,15 @@ class Pipeline:
     async def _settle(self, ctx: RequestContext, admission: Admission) -> None:
         """After the response: correct the token charge, remember a new container's owner."""
         if ctx.facts.container_id is not None and ctx.identity is not None:
-            self._stages.containers.remember(ctx.facts.container_id, ctx.identity.principal)
+            try:
+                await self._stages.containers.remember(
+                    ctx.facts.container_id, ctx.identity.principal
+                )
+            except GatewayError:  # the answer is on its way; its creator cannot reuse it
+                log.error(
+                    "a container's owner could not be recorded",
+                    extra={"event": "container_owner_lost", "request_id": ctx.request_id},
+                )
         with contextlib.suppress(GatewayError):  # the answer is already on its way
             await self._stages.quotas.settle(admission, ctx.facts.total_tokens)
 

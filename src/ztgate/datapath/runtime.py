@@ -30,13 +30,16 @@ from ztgate.inspection.inspector import configured_detectors, inspector_from_con
 from ztgate.inspection.judge import GuardrailJudge
 from ztgate.observe.endpoint import serve_metrics
 from ztgate.observe.metrics import Metrics
+from ztgate.observe.tracing import Tracer, tracer_from_config
 from ztgate.policy.decider import PolicyDecider
 from ztgate.policy.loader import Serving
-from ztgate.policy.quotas import Quotas, quotas_from_url
+from ztgate.policy.quotas import Quotas
 from ztgate.policy.source import PolicySource
 from ztgate.review.notify import Notifier
 from ztgate.review.service import ReviewService
 from ztgate.review.stage import HoldingReviewer
+from ztgate.shared.base import SharedState
+from ztgate.shared.factory import shared_state
 
 log = logging.getLogger("ztgate")
 
@@ -117,6 +120,7 @@ class Runtime:
     verifier: TokenVerifier
     upstream: UpstreamClient
     quotas: Quotas
+    shared: SharedState
     pipeline: Pipeline
     tasks: list[asyncio.Task[None]]
     trail: AuditTrail
@@ -125,6 +129,7 @@ class Runtime:
     readiness: Readiness
     metrics: Metrics | None = None
     metrics_server: asyncio.Server | None = None
+    tracer: Tracer | None = None
 
     @classmethod
     async def start(
@@ -133,7 +138,8 @@ class Runtime:
         """No audit, no start: the store must be reachable and migrated, the key loaded."""
         trail = await AuditTrail.open(config, store)
         http = aiohttp.ClientSession()
-        verifier = TokenVerifier.from_config(config.identity, http)
+        shared = shared_state(config)
+        verifier = TokenVerifier.from_config(config.identity, http, shared)
         metrics = Metrics() if config.metrics.enabled else None
         observers: list[Observer] = []
         if metrics is not None:
@@ -147,9 +153,12 @@ class Runtime:
             verifier.on_key_refresh_failure(key_refresh_failed)
         else:
             verifier.on_key_refresh_failure(trail.key_refresh_failed)
+        tracer = tracer_from_config(config.tracing)
+        if tracer is not None:
+            observers.append(tracer)
         policy.on_reload = trail.policy_reloaded
         upstream = UpstreamClient(config.upstream)
-        quotas = quotas_from_url(config.quotas.redis_url)
+        quotas = Quotas(shared)
         await verifier.start()
         inspector = inspector_from_config(config.inspection, lambda: policy.current.checks)
         reviews = ReviewService(
@@ -174,7 +183,7 @@ class Runtime:
             ),
             recorder=trail.recorder(AccessLog()),
             quotas=quotas,
-            containers=ContainerOwners(),
+            containers=ContainerOwners(shared),
             judge=_judge(config, upstream, inspector),
             observers=tuple(observers),
         )
@@ -212,6 +221,7 @@ class Runtime:
             verifier,
             upstream,
             quotas,
+            shared,
             pipeline,
             tasks,
             trail,
@@ -220,6 +230,7 @@ class Runtime:
             readiness,
             metrics,
             metrics_server,
+            tracer,
         )
 
     async def close(self) -> None:
@@ -231,11 +242,13 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.reviews.close()
-        await self.quotas.close()
+        await self.shared.close()
         await self.verifier.close()
         await self.upstream.close()
         await self.http.close()
         await self.trail.close()
+        if self.tracer is not None:  # last: a collector that is down holds no one up
+            await self.tracer.close()
 
 
 async def _pending_reviews(store: AuditStore) -> int:

@@ -20,6 +20,7 @@ from ztgate.datapath.tls import context_factory
 from ztgate.observe.metrics import MULTIPROCESS_ENV
 
 CONFIG_ENV = "ZTGATE_CONFIG"
+WORKERS_ENV = "ZTGATE_WORKERS"  # ``serve --workers N`` overrides server.workers in each worker
 
 # File descriptors kept for what is not a client connection: the store, the IdP, logs.
 _RESERVED_FILES = 64
@@ -80,6 +81,9 @@ def serve(config: GatewayConfig, config_path: Path | None, workers: int) -> None
         raise ValueError("several workers need the config as a file")
     # Each worker process builds its own Gateway from the same file.
     os.environ[CONFIG_ENV] = str(config_path.resolve())
+    # Each worker must know it has siblings: its shared state (quotas, one-time tokens,
+    # container owners) then lives where all of them see it, not in its own memory.
+    os.environ[WORKERS_ENV] = str(workers)
     if config.metrics.enabled:
         os.environ[MULTIPROCESS_ENV] = _metrics_directory(config.metrics.multiprocess_dir)
     uvicorn.run(
@@ -120,5 +124,9 @@ def create_app() -> Gateway:
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set")
     config = load_config(path)
+    workers = os.environ.get(WORKERS_ENV)
+    if workers:
+        server = config.server.model_copy(update={"workers": int(workers)})
+        config = config.model_copy(update={"server": server})
     configure_logging(config.logging.level)  # a spawned worker inherits no logging setup
     return Gateway(config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,11 +13,13 @@ from typing import Any
 import aiohttp
 
 from ztgate.config.model import IdentityConfig, IssuerConfig
-from ztgate.core.errors import AuthenticationFailed, ServiceUnavailable
+from ztgate.core.errors import AuthenticationFailed
 from ztgate.core.identity import Identity
 from ztgate.identity.claims import IssuerRules, scopes
 from ztgate.identity.jwt import ClaimRules, check_claims, parse_token
 from ztgate.identity.keys import IssuerKeys, http_fetcher
+from ztgate.shared.base import SharedState
+from ztgate.shared.memory import MemoryState
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +41,10 @@ class TokenVerifier:
         config: IdentityConfig,
         issuer_keys: dict[str, IssuerKeys],
         clock: Callable[[], float] = time.time,
+        shared: SharedState | None = None,
     ) -> None:
+        """``shared`` holds the one-time tokens' ``jti``s where every process sees them
+        (memory, one process, when None)."""
         self._max_token_bytes = config.max_token_bytes
         self._cache_size = config.token_cache_size
         self._cache: dict[bytes, _CachedIdentity] = {}
@@ -50,8 +56,9 @@ class TokenVerifier:
         self._issuer_rules = {
             keys.config.issuer: IssuerRules(keys.config) for keys in issuer_keys.values()
         }
+        guard = ReplayGuard(shared if shared is not None else MemoryState())
         self._replay_guards = {
-            keys.config.issuer: ReplayGuard()
+            keys.config.issuer: guard
             for keys in issuer_keys.values()
             if keys.config.one_time_tokens
         }
@@ -59,9 +66,11 @@ class TokenVerifier:
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    def from_config(cls, config: IdentityConfig, session: aiohttp.ClientSession) -> TokenVerifier:
+    def from_config(
+        cls, config: IdentityConfig, session: aiohttp.ClientSession, shared: SharedState
+    ) -> TokenVerifier:
         keys = {i.name: IssuerKeys(i, http_fetcher(i, session)) for i in config.issuers}
-        return cls(config, keys)
+        return cls(config, keys, shared=shared)
 
     def on_key_refresh_failure(self, callback: Callable[[str, str], None]) -> None:
         """Call ``callback(issuer name, error)`` whenever an issuer's keys fail to refresh."""
@@ -121,7 +130,7 @@ class TokenVerifier:
         )
         guard = self._replay_guards.get(keys.config.issuer)
         if guard is not None:
-            guard.use(parsed.claims.get("jti"), expires_at, now)
+            await guard.use(keys.config.issuer, parsed.claims.get("jti"), expires_at, now)
         else:  # a one-time token must never be served from the cache
             self._remember(digest, _CachedIdentity(identity, keys, key.key_id), now)
         return identity
@@ -156,24 +165,19 @@ class TokenVerifier:
 class ReplayGuard:
     """Refuses a second use of a ``jti`` until the token expires: for one-time tokens.
 
-    Kept in process memory, so it guards one replica; run one-time-token issuers through one
-    replica or accept that each replica admits a token once.
-    """
+    Each use claims the ``jti`` in the shared state with a value of its own; only the first
+    claim gets its value back, on whichever replica or worker it ran (``ztgate.shared``)."""
 
-    def __init__(self, max_entries: int = 1_000_000) -> None:
-        self._seen: dict[str, float] = {}
-        self._max_entries = max_entries
+    def __init__(self, shared: SharedState) -> None:
+        self._shared = shared
 
-    def use(self, jti: object, expires_at: float, now: float) -> None:
+    async def use(self, issuer: str, jti: object, expires_at: float, now: float) -> None:
         if not isinstance(jti, str) or not jti:
             raise AuthenticationFailed("one-time tokens must carry a jti")
-        if jti in self._seen and self._seen[jti] > now:
+        mine = os.urandom(12).hex()
+        key = "jti:" + hashlib.sha256(f"{issuer}\n{jti}".encode()).hexdigest()
+        if await self._shared.claim(key, mine, max(1.0, expires_at - now)) != mine:
             raise AuthenticationFailed("token was already used")
-        if len(self._seen) >= self._max_entries:
-            self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
-            if len(self._seen) >= self._max_entries:
-                raise ServiceUnavailable("too many one-time tokens in flight", retry_after=1)
-        self._seen[jti] = expires_at
 
 
 def _claim_rules(config: IssuerConfig) -> ClaimRules:

@@ -1,9 +1,10 @@
 """Quotas: requests and tokens per principal or group, per minute and per day.
 
-Counters live in process memory for one replica, or in Redis so that several replicas share
-one budget. Redis unreachable fails closed (503): a quota that cannot be counted is not waved
-through. A request is admitted while the counter, before it, is under the limit; tokens are
-charged an estimate up front and corrected by the usage the response reports.
+Counters live in the shared state (``ztgate.shared``): memory for one process, a file for one
+machine's workers, PostgreSQL or Redis for replicas, so every process counts against one
+budget. A store that cannot count fails closed (503): a quota that cannot be counted is not
+waved through. A request is admitted while the counter, before it, is under the limit; tokens
+are charged an estimate up front and corrected by the usage the response reports.
 """
 
 from __future__ import annotations
@@ -12,76 +13,12 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import redis.asyncio as aioredis
-import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from ztgate.core.decision import LimitCheck
-from ztgate.core.errors import RateLimited, ServiceUnavailable
+from ztgate.core.errors import RateLimited
+from ztgate.shared.base import SharedState
 
 _WINDOWS = {"minute": 60, "day": 86400}
-
-
-class Counters(Protocol):
-    async def add(self, items: Sequence[tuple[str, int, int]]) -> list[int]:
-        """Add ``amount`` to each ``key`` (expiring after ``ttl`` s); the new values."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class MemoryCounters:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._values: dict[str, tuple[int, float]] = {}
-        self._clock = clock
-
-    async def add(self, items: Sequence[tuple[str, int, int]]) -> list[int]:
-        now = self._clock()
-        if len(self._values) > 100_000:
-            self._values = {k: v for k, v in self._values.items() if v[1] > now}
-        out = []
-        for key, amount, ttl in items:
-            value, expires = self._values.get(key, (0, now + ttl))
-            if expires <= now:
-                value, expires = 0, now + ttl
-            self._values[key] = (value + amount, expires)
-            out.append(value + amount)
-        return out
-
-    async def close(self) -> None:
-        return None
-
-
-class RedisCounters:
-    def __init__(self, url: str) -> None:
-        # One immediate retry on a broken connection: after a Redis restart, pooled connections
-        # are dead, and the first command should reconnect rather than refuse a request.
-        self._redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            retry=Retry(NoBackoff(), 1),
-            retry_on_error=[redis.exceptions.ConnectionError],
-        )
-
-    async def add(self, items: Sequence[tuple[str, int, int]]) -> list[int]:
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for key, amount, ttl in items:
-                    pipe.incrby(key, amount)
-                    pipe.expire(key, ttl, nx=True)
-                results = await pipe.execute()
-        except (redis.exceptions.RedisError, OSError) as exc:
-            raise ServiceUnavailable(
-                "quota store unavailable; requests are refused until it is back", retry_after=5
-            ) from exc
-        return [int(v) for v in results[::2]]
-
-    async def close(self) -> None:
-        await self._redis.aclose()
 
 
 @dataclass
@@ -93,7 +30,7 @@ class Admission:
 
 
 class Quotas:
-    def __init__(self, counters: Counters, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, counters: SharedState, clock: Callable[[], float] = time.time) -> None:
         self._counters = counters
         self._clock = clock
 
@@ -136,10 +73,3 @@ class Quotas:
         delta = actual_tokens - admission.estimate
         if delta:
             await self._counters.add([(key, delta, ttl) for key, ttl in admission.token_keys])
-
-    async def close(self) -> None:
-        await self._counters.close()
-
-
-def quotas_from_url(redis_url: str | None) -> Quotas:
-    return Quotas(RedisCounters(redis_url) if redis_url else MemoryCounters())

@@ -22,11 +22,21 @@ import asyncpg
 import pytest
 
 from ztgate.audit.store.base import AuditStore
-from ztgate.audit.store.factory import open_store, sqlite_path
+from ztgate.audit.store.factory import open_store
+from ztgate.config.store_url import sqlite_path
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 BACKENDS = ["sqlite", "postgres"]
-TABLES = ("events", "checkpoints", "recordings", "reviews", "review_grants", "schema_migrations")
+TABLES = (
+    "events",
+    "checkpoints",
+    "recordings",
+    "reviews",
+    "review_grants",
+    "ztgate_shared_counters",
+    "ztgate_shared_claims",
+    "schema_migrations",
+)
 
 
 def postgres_ready() -> bool:

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from ztgate.audit.store.common import redact_url
-from ztgate.audit.store.factory import open_store, sqlite_path
+from ztgate.audit.store.factory import open_store
 from ztgate.audit.store.postgres import PostgresStore
 from ztgate.audit.store.sqlite import SQLiteStore
+from ztgate.config.store_url import sqlite_path
 
 
 async def test_a_relative_sqlite_path_is_relative_to_the_working_directory(

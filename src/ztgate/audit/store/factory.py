@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 from ztgate.audit.store.base import AuditStore
 from ztgate.audit.store.common import redact_url
 from ztgate.audit.store.postgres import PostgresStore
 from ztgate.audit.store.sqlite import SQLiteStore
 from ztgate.config.model import Durability
-
-SQLITE_PREFIX = "sqlite:///"
-POSTGRES_PREFIXES = ("postgresql://", "postgres://")
-
-
-def sqlite_path(url: str) -> Path:
-    """The database file of a ``sqlite:///PATH`` URL: ``sqlite:///data/z.db`` is relative to
-    the working directory, ``sqlite:////var/lib/z.db`` absolute."""
-    path = url.removeprefix(SQLITE_PREFIX)
-    if not path:
-        raise ValueError("sqlite:///PATH names no file")
-    return Path(path).absolute()
+from ztgate.config.store_url import POSTGRES_PREFIXES, SQLITE_PREFIX, sqlite_path
 
 
 def open_store(url: str, *, durability: Durability = "fsync") -> AuditStore:
