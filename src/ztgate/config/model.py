@@ -636,6 +636,12 @@ class TracingConfig(_Strict):
     # Send ztgate's trace context upstream (``traceparent``); callers' never goes there.
     propagate_upstream: bool = False
 
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        # ``headers`` may carry the tracing backend's API key: never in clear off this host.
+        return _require_url(value, https_unless_loopback=True)
+
 
 class GatewayConfig(_Strict):
     listen: str = "127.0.0.1:8787"
