@@ -50,7 +50,7 @@ NAMESPACE = "ztgate"
 # schemas kubernetes-validate ships.
 KUBERNETES_VERSIONS = ("1.27", kubernetes_validate.utils.latest_version())
 # Kinds from CRDs, which the Kubernetes schemas do not hold.
-CUSTOM_KINDS = {"ServiceMonitor"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 Manifest = dict[str, Any]
 
@@ -196,7 +196,9 @@ VARIANTS = [
     {"persistence": {"existingClaim": "audit"}},
     {"serviceAccount": {"create": False, "name": "ztgate-runner"}},
     {"podDisruptionBudget": {"enabled": False}},
-    {"serviceMonitor": {"enabled": True}},
+    {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+    {"metrics": {"enabled": False}},
+    {"metrics": {"port": 9100}, "networkPolicy": {"metricsFrom": []}},
     {"identity": {"kubernetes": {"jwksUri": "https://oidc.example.com/keys"}}},
     {"image": {"digest": "sha256:" + "ab" * 32}},
     {"policy": "policy:\n  default: deny\n  rules: []\n"},
@@ -428,13 +430,16 @@ def test_production_scales_on_a_shared_store_behind_an_https_ingress() -> None:
     assert hosts == {rule["host"] for rule in ingress["spec"]["rules"]}
 
 
-def test_the_service_monitor_waits_for_metrics() -> None:
-    """/metrics arrives with a later issue: no ServiceMonitor unless asked for."""
+def test_the_service_monitor_scrapes_the_metrics_port() -> None:
+    """Off unless asked for (it needs the Prometheus Operator's CRDs); then it scrapes the
+    Service's `metrics` port, never the /v1 one. (test_monitoring.py checks the rest.)"""
     for values in CASES.values():
         assert not of_kind(render(values), "ServiceMonitor")
     monitor = one(render({"serviceMonitor": {"enabled": True}}), "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert [(e["port"], e["path"]) for e in monitor["spec"]["endpoints"]] == [
+        ("metrics", "/metrics")
+    ]
 
 
 def test_a_created_secret_holds_the_keys_the_pod_reads() -> None:

@@ -105,6 +105,8 @@ def test_refusals_before_policy_and_by_quota_are_told_apart() -> None:
 
 def test_audit_commits_failures_and_key_refreshes_are_reported() -> None:
     metrics = Metrics()
+    metrics.audit_opened()
+    assert _value(metrics.exposition().decode(), "ztgate_audit_store_up") == 1
     metrics.audit_committed(0.002, 5, 3)
     text = metrics.exposition().decode()
     assert _value(text, "ztgate_audit_events_total") == 5
@@ -195,6 +197,7 @@ def test_a_scrape_shows_every_workers_requests_on_the_metrics_port_only(
     assert _value(text, "ztgate_upstream_responses_total", status="200") == 9
     assert _value(text, "ztgate_audit_events_total") >= 9
     assert _value(text, "ztgate_stage_duration_seconds_count", stage="inspect") == 12
+    assert _value(text, "ztgate_audit_store_up") == 1
     # The data path's listener has no /metrics, and the metrics listener nothing else.
     assert httpx.get(url + "/metrics").status_code == 404
     assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 404

@@ -145,6 +145,7 @@ class Runtime:
         if metrics is not None:
             observers.append(metrics)
             trail.writer.observe(metrics.audit_committed, metrics.audit_failed)
+            metrics.audit_opened()
 
             def key_refresh_failed(issuer: str, error: str) -> None:
                 trail.key_refresh_failed(issuer, error)

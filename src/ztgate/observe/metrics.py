@@ -203,6 +203,11 @@ class Metrics:
 
     # -- the rest of the gateway
 
+    def audit_opened(self) -> None:
+        """The trail opened: its start-up event is committed, so the store is up (before the
+        first request's commit says so)."""
+        self.audit_store_up.set(1)
+
     def audit_committed(self, seconds: float, events: int, queued: int) -> None:
         self.audit_commit_seconds.observe(seconds)
         self.audit_events.inc(events)

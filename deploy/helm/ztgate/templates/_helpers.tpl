@@ -85,7 +85,9 @@ ztgate's config file, built from the values. Every key is one ztgate's config mo
       "identity" (dict "issuers" $issuers)
       "store" (dict "url" $v.store.url)
       "server" (dict "workers" (int $v.workers) "graceful_shutdown" (int $v.gracefulShutdownSeconds))
+      "metrics" (dict "enabled" false)
 -}}
+{{- if $v.metrics.enabled }}{{ $_ := set $owned "metrics" (dict "enabled" true "listen" (printf "0.0.0.0:%d" (int $v.metrics.port))) }}{{ end -}}
 {{- if $v.quotas.redisUrl }}{{ $_ := set $owned "quotas" (dict "redis_url" $v.quotas.redisUrl) }}{{ end -}}
 {{- if $v.secret.auditSigningKeyKey }}{{ $_ := set $owned "audit" (dict "signing_key" "${ZTGATE_AUDIT_SIGNING_KEY}") }}{{ end -}}
 {{- toYaml (merge $owned (deepCopy $v.config)) -}}

@@ -29,6 +29,22 @@ Checks between values that values.schema.json cannot express. Each failure names
 {{- fail "identity.kubernetes.jwks: set jwks or jwksUri, not both" -}}
 {{- end -}}
 
+{{- if $v.metrics.enabled -}}
+{{- if eq (int $v.metrics.port) (int $v.containerPort) -}}
+{{- fail "metrics.port: must differ from containerPort; /metrics has a listener of its own, never the /v1 one" -}}
+{{- end -}}
+{{- if and (ne $v.service.type "ClusterIP") (not $v.networkPolicy.enabled) -}}
+{{- fail (printf "metrics.enabled: a %s Service would publish the metrics port outside the cluster, and networkPolicy.enabled is false so nothing restricts it to Prometheus; enable networkPolicy, use a ClusterIP Service, or set metrics.enabled to false" $v.service.type) -}}
+{{- end -}}
+{{- else -}}
+{{- if $v.serviceMonitor.enabled -}}
+{{- fail "serviceMonitor.enabled: there is nothing to scrape with metrics.enabled false" -}}
+{{- end -}}
+{{- if $v.prometheusRule.enabled -}}
+{{- fail "prometheusRule.enabled: the alert rules need ztgate's metrics; set metrics.enabled" -}}
+{{- end -}}
+{{- end -}}
+
 {{- if $v.tls -}}
 {{- fail "tls: TLS served by ztgate itself is not templated by this chart yet; terminate TLS at the ingress (docs/deployment.md)" -}}
 {{- end -}}
@@ -38,7 +54,7 @@ Checks between values that values.schema.json cannot express. Each failure names
 {{- fail (printf "config.%s: set by the chart from its own values (docs/deployment.md), not in config" $key) -}}
 {{- end -}}
 {{- end -}}
-{{- range $section, $keys := dict "upstream" (list "api_key" "url") "quotas" (list "redis_url") "audit" (list "signing_key" "signing_key_file") "server" (list "workers" "graceful_shutdown") -}}
+{{- range $section, $keys := dict "upstream" (list "api_key" "url") "quotas" (list "redis_url") "audit" (list "signing_key" "signing_key_file") "server" (list "workers" "graceful_shutdown") "metrics" (list "enabled" "listen") -}}
 {{- $given := get $v.config $section -}}
 {{- if kindIs "map" $given -}}
 {{- range $keys -}}
