@@ -62,6 +62,7 @@ class GatewayProcesses:
         extra: str = ALLOW_ALL,
         store: str | None = None,
         durability: str = "fsync",
+        graceful: str = "10s",
     ) -> Path:
         """A gateway's config; its audit store is its own SQLite file unless ``store`` (a URL)
         is given: gateways that share one act as replicas, or as one gateway restarted."""
@@ -78,7 +79,7 @@ class GatewayProcesses:
             f'      issuer: "{self._stack.stack.issuer.base_url}"\n'
             '      audiences: ["ztgate"]\n'
             "server:\n"
-            "  graceful_shutdown: 10s\n"
+            f"  graceful_shutdown: {graceful}\n"
             "store:\n"
             f'  url: "{store}"\n'
             f"  durability: {durability}\n" + extra
@@ -91,9 +92,10 @@ class GatewayProcesses:
         extra: str = ALLOW_ALL,
         store: str | None = None,
         durability: str = "fsync",
+        graceful: str = "10s",
     ) -> tuple[subprocess.Popen[str], str]:
         port = free_port()
-        config = self.config(port, extra, store, durability)
+        config = self.config(port, extra, store, durability, graceful)
         process = subprocess.Popen(
             [*ZTGATE, "serve", "--config", str(config), *args],
             env={**os.environ, "SIM_KEY": SIMULATOR_KEY},

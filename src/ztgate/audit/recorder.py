@@ -51,7 +51,8 @@ class AuditRecorder:
                 extra={"event": "audit_unavailable", "request_id": ctx.request_id},
             )
             raise StoreUnavailable(
-                "the audit store cannot record this request, so it was not forwarded"
+                "the audit store cannot record this request, so it was not forwarded",
+                retry_after=exc.retry_after or 5,
             ) from exc
         ctx.audited = True
         if self._recordings.enabled:
@@ -60,8 +61,10 @@ class AuditRecorder:
     async def request_finished(self, ctx: RequestContext) -> None:
         """A refusal's events are committed before it is answered (the pipeline waits here);
         the outcome of a forwarded request is committed in the background, so the next
-        request on the same connection does not wait for it (``drain`` waits at shutdown)."""
-        if ctx.audited:
+        request on the same connection does not wait for it (``drain`` waits at shutdown).
+        While the store is failing, a refusal is not held for a second wait on it either:
+        nothing went upstream, and the caller learns at once (503, or its own refusal)."""
+        if ctx.audited or self._writer.failing:
             task = asyncio.get_running_loop().create_task(self._finish(ctx))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)

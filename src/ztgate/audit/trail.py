@@ -46,7 +46,11 @@ class AuditTrail:
         store = (
             store
             if store is not None
-            else open_store(config.store.url, durability=config.store.durability)
+            else open_store(
+                config.store.url,
+                durability=config.store.durability,
+                write_timeout=config.store.write_timeout,
+            )
         )
         applied = await store.migrate()
         writer = AuditWriter.from_config(config, store)

@@ -72,6 +72,9 @@ class AuditWriter:
         self._checkpointed_seq = 0
         self._since_checkpoint = 0
         self._next_checkpoint_at = 0.0
+        # The last append failed and none has succeeded since: refusals are then recorded in
+        # the background rather than making their callers wait out the store again.
+        self.failing = False
         self.transactions = 0  # append transactions committed
         self.events_written = 0
         self._on_commit: Callable[[float, int, int], None] | None = None
@@ -270,11 +273,13 @@ class AuditWriter:
                     if isinstance(exc, StoreUnavailable)
                     else StoreUnavailable(f"the audit store failed: {type(exc).__name__}: {exc}")
                 )
+                self.failing = True
                 if self._on_failure is not None:
                     self._on_failure(sum(len(p.events) for p in self._queue))
                 self._fail(batch, failure)
                 _settle(riding, failure)
                 continue
+            self.failing = False
             if self._on_commit is not None:
                 queued = sum(len(p.events) for p in self._queue)
                 self._on_commit(time.perf_counter() - began, len(stored), queued)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -54,7 +55,7 @@ def serve(config_path: Path | None, workers: int | None) -> None:
         connection_limit(config)
     except (PolicyError, ConfigError, ConnectionLimitError) as exc:
         fail(f"refusing to start: {exc}")
-    run_server(config, config_path, workers or config.server.workers)
+    sys.exit(run_server(config, config_path, workers or config.server.workers))
 
 
 cli.add_command(audit)

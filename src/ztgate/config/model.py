@@ -257,6 +257,16 @@ class StoreConfig(_Strict):
     # "process" a crash or kill -9 of ztgate but not a power cut (SQLite WAL with
     # synchronous=NORMAL; PostgreSQL synchronous_commit off), for less per request.
     durability: Durability = "fsync"
+    # How long a request waits for the store (its lock, its commit) before it is refused with
+    # 503: a locked or stuck store answers callers in seconds, not at a load balancer's timeout.
+    write_timeout: Duration = 5.0
+
+    @field_validator("write_timeout")
+    @classmethod
+    def _write_timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
 
     @field_validator("url")
     @classmethod

@@ -60,6 +60,7 @@ class StreamEnd(StrEnum):
     UPSTREAM_INCOMPLETE = "upstream_incomplete"
     CLIENT_DISCONNECTED = "client_disconnected"
     WITHHELD = "withheld"  # data protection stopped the response (a blocked finding, a failure)
+    GATEWAY_SHUTDOWN = "gateway_shutdown"  # the graceful window ended before the answer did
 
 
 class ResponseTap(Protocol):

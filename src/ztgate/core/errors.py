@@ -81,6 +81,14 @@ class ServiceUnavailable(GatewayError):
     error_type = "api_error"
 
 
+class ShuttingDown(GatewayError):
+    """The gateway's graceful window ran out with this request's answer unfinished: the SDKs
+    retry an ``overloaded_error``, on another replica."""
+
+    status = 503
+    error_type = "overloaded_error"
+
+
 class UpstreamTimeout(GatewayError):
     status = 504
     error_type = "timeout_error"

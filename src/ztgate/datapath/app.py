@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -11,7 +14,7 @@ import orjson
 from ztgate.audit.store.base import AuditStore
 from ztgate.audit.trail import AuditTrail
 from ztgate.config import GatewayConfig
-from ztgate.core.context import RequestContext, new_request_id
+from ztgate.core.context import RequestContext, StreamEnd, new_request_id
 from ztgate.core.errors import NotFound
 from ztgate.core.types import Message, Receive, Scope, Send
 from ztgate.datapath.headers import forwarded_origin, trusted_networks
@@ -27,9 +30,13 @@ log = logging.getLogger("ztgate")
 class Gateway:
     """ztgate as an ASGI app. Heavy state is built in lifespan start-up, inside the event loop."""
 
-    def __init__(self, config: GatewayConfig) -> None:
-        """Raises PolicyError when the policy is invalid: nothing starts without one."""
+    def __init__(self, config: GatewayConfig, *, shutdown_report: Path | None = None) -> None:
+        """Raises PolicyError when the policy is invalid: nothing starts without one.
+        ``shutdown_report``: a folder where this worker says so if its shutdown cut answers
+        short (the supervisor's exit status)."""
         self.config = config
+        self.cut_short = 0  # answers the shutdown ended before they were done
+        self._shutdown_report = shutdown_report
         assert config.policy is not None, "validate_config requires a policy"
         self.policy = PolicySource.from_config(config.policy, serving=serving(config))
         # The audit store: opened from ``store.url`` at start-up unless one is given before.
@@ -80,7 +87,13 @@ class Gateway:
             raise RuntimeError("lifespan start-up has not run")
         path = scope["path"]
         if (path.startswith("/v1/") or path == "/v1") and b"%" not in scope.get("raw_path", b""):
-            await runtime.pipeline.handle(ctx, receive, send)
+            try:
+                await runtime.pipeline.handle(ctx, receive, send)
+            except asyncio.CancelledError:  # the server gave up waiting for it
+                self.cut_short += 1
+                raise
+            if ctx.stream_end is StreamEnd.GATEWAY_SHUTDOWN:
+                self.cut_short += 1
         elif path.startswith("/ztgate/api/"):
             await runtime.admin(scope, receive, send)
         elif path == "/healthz":
@@ -122,6 +135,13 @@ class Gateway:
         runtime, self._runtime = self._runtime, None
         if runtime is not None:
             await runtime.close()
+        if self.cut_short:
+            log.warning(
+                "the graceful window ended before every answer did",
+                extra={"event": "shutdown_forced", "answers_cut": self.cut_short},
+            )
+            if self._shutdown_report is not None:
+                (self._shutdown_report / f"cut-{os.getpid()}").write_text(str(self.cut_short))
 
 
 async def _json(send: Send, ctx: RequestContext, status: int, document: object) -> None:

@@ -29,6 +29,7 @@ from ztgate.core.errors import (
     InvalidRequest,
     NotFound,
     PermissionDenied,
+    ShuttingDown,
     UpstreamUnavailable,
 )
 from ztgate.core.sse import frame
@@ -135,7 +136,11 @@ class Pipeline:
             done = upload.done if upload is not None else None
             try:
                 await _until_disconnect(
-                    ctx, receive, done, self._forward_and_relay(ctx, headers, upload, responder)
+                    ctx,
+                    receive,
+                    done,
+                    self._forward_and_relay(ctx, headers, upload, responder),
+                    drain_deadline(self._server.graceful_shutdown),
                 )
                 ctx.lap("forward")
             finally:
@@ -350,32 +355,61 @@ def _message_bodies(ctx: RequestContext) -> list[dict[str, Any]]:
     return [payload]
 
 
+def drain_deadline(graceful_shutdown: float) -> float:
+    """How long an answer may go on once the gateway starts shutting down: a little less than
+    the server's graceful window (uvicorn cancels what is left at ``int(window)`` seconds), so
+    that ztgate ends it itself, with an error event and an audit outcome that says why."""
+    window = int(graceful_shutdown)
+    return max(0.0, window - min(1.0, window * 0.2))
+
+
 async def _until_disconnect(
     ctx: RequestContext,
     receive: Receive,
     body_done: asyncio.Event | None,
     work: Awaitable[None],
+    drain_deadline: float,
 ) -> None:
-    """Run ``work`` until it ends or the caller disconnects; a disconnect cancels it, and with it
-    the upstream request. One watcher task per request; the work runs in the caller's task."""
+    """Run ``work`` until it ends, the caller disconnects (which cancels it, and with it the
+    upstream request), or the gateway shuts down and its answer outlives ``drain_deadline``
+    (ShuttingDown: a stream then ends with an ``overloaded_error`` event). One watcher task per
+    request; the work runs in the caller's task."""
     task = asyncio.current_task()
     assert task is not None
-    disconnected = False
+    why: StreamEnd | None = None
 
     async def watch() -> None:
-        nonlocal disconnected
-        await _disconnected(receive, body_done)
-        disconnected = True
+        nonlocal why
+        if body_done is not None:
+            await body_done.wait()
+        try:
+            kind = (await receive())["type"]
+            while kind != "http.disconnect":
+                if kind == DRAINING:
+                    # Shutting down: the wait for a disconnect is bounded by the deadline now.
+                    async with asyncio.timeout(drain_deadline):
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                    break
+                kind = (await receive())["type"]
+            why = StreamEnd.CLIENT_DISCONNECTED
+        except TimeoutError:
+            why = StreamEnd.GATEWAY_SHUTDOWN
         task.cancel()
 
     watcher = asyncio.create_task(watch())
     try:
         await work
     except asyncio.CancelledError:
-        if not disconnected:
+        if why is None:
             raise
         task.uncancel()
-        ctx.stream_end = StreamEnd.CLIENT_DISCONNECTED
+        ctx.stream_end = why
+        if why is StreamEnd.GATEWAY_SHUTDOWN:
+            raise ShuttingDown(
+                "the gateway is shutting down and its graceful window ended before this "
+                "answer did; send the request again"
+            ) from None
     finally:
         watcher.cancel()
 
@@ -395,10 +429,3 @@ class _Held:
 
 _SSE = (b"content-type", b"text/event-stream; charset=utf-8")
 _PING = frame("ping", b'{"type": "ping"}')
-
-
-async def _disconnected(receive: Receive, body_done: asyncio.Event | None) -> None:
-    if body_done is not None:
-        await body_done.wait()
-    while (await receive())["type"] != "http.disconnect":
-        pass

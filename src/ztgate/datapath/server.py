@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
+import signal
 import socket
 import tempfile
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -21,6 +24,9 @@ from ztgate.observe.metrics import MULTIPROCESS_ENV
 
 CONFIG_ENV = "ZTGATE_CONFIG"
 WORKERS_ENV = "ZTGATE_WORKERS"  # ``serve --workers N`` overrides server.workers in each worker
+# Where each worker leaves word that its shutdown cut answers short, for the exit status.
+SHUTDOWN_REPORTS_ENV = "ZTGATE_SHUTDOWN_REPORTS"
+EXIT_FORCED = 1  # the graceful window ran out: some answers were cut (each with an error)
 
 # File descriptors kept for what is not a client connection: the store, the IdP, logs.
 _RESERVED_FILES = 64
@@ -72,11 +78,17 @@ def _uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
     }
 
 
-def serve(config: GatewayConfig, config_path: Path | None, workers: int) -> None:
-    """Serve until SIGINT/SIGTERM; in-flight streams get the graceful-shutdown period."""
+def serve(config: GatewayConfig, config_path: Path | None, workers: int) -> int:
+    """Serve until SIGINT/SIGTERM; in-flight answers get the graceful-shutdown period. The
+    exit status: 0 after a clean drain, EXIT_FORCED when the window ended with answers cut."""
     if workers == 1:
-        uvicorn.run(Gateway(config), **_uvicorn_options(config))
-        return
+        gateway = Gateway(config)
+        # uvicorn raises the signal it stopped on again once it has shut down, which would
+        # end the process as killed by it (143) after a clean drain: the status is ours.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _after_shutdown)
+        uvicorn.run(gateway, **_uvicorn_options(config))
+        return EXIT_FORCED if gateway.cut_short else 0
     if config_path is None:
         raise ValueError("several workers need the config as a file")
     # Each worker process builds its own Gateway from the same file.
@@ -86,12 +98,22 @@ def serve(config: GatewayConfig, config_path: Path | None, workers: int) -> None
     os.environ[WORKERS_ENV] = str(workers)
     if config.metrics.enabled:
         os.environ[MULTIPROCESS_ENV] = _metrics_directory(config.metrics.multiprocess_dir)
-    uvicorn.run(
-        "ztgate.datapath.server:create_app",
-        factory=True,
-        workers=workers,
-        **_uvicorn_options(config),
-    )
+    reports = Path(tempfile.mkdtemp(prefix="ztgate-shutdown-"))
+    os.environ[SHUTDOWN_REPORTS_ENV] = str(reports)
+    try:
+        uvicorn.run(
+            "ztgate.datapath.server:create_app",
+            factory=True,
+            workers=workers,
+            **_uvicorn_options(config),
+        )
+        return EXIT_FORCED if any(reports.iterdir()) else 0
+    finally:
+        shutil.rmtree(reports, ignore_errors=True)
+
+
+def _after_shutdown(signum: int, frame: FrameType | None) -> None:
+    """Receives the signal uvicorn raises again after its shutdown (it has been handled)."""
 
 
 def _metrics_directory(configured: str | None) -> str:
@@ -129,4 +151,5 @@ def create_app() -> Gateway:
         server = config.server.model_copy(update={"workers": int(workers)})
         config = config.model_copy(update={"server": server})
     configure_logging(config.logging.level)  # a spawned worker inherits no logging setup
-    return Gateway(config)
+    reports = os.environ.get(SHUTDOWN_REPORTS_ENV)
+    return Gateway(config, shutdown_report=Path(reports) if reports else None)

@@ -89,8 +89,11 @@ class PostgresStore:
         max_connections: int = 8,
         connect_timeout: float = 5.0,
         command_timeout: float = 30.0,
+        lock_timeout: float = 5.0,
         durability: Durability = "fsync",
     ) -> None:
+        """``lock_timeout``: how long a statement waits for a lock (the chain's, a review's
+        row) before it fails, which bounds what a caller waits behind a stuck writer."""
         self._url = url
         self.target = redact_url(url)
         self._password = urlsplit(url).password or ""
@@ -99,7 +102,10 @@ class PostgresStore:
         self._command_timeout = command_timeout
         # "process": the commit returns before its WAL record is flushed; the server writes it
         # within wal_writer_delay. A crash of ztgate loses nothing; one of the database host may.
-        self._settings = {"synchronous_commit": "on" if durability == "fsync" else "off"}
+        self._settings = {
+            "synchronous_commit": "on" if durability == "fsync" else "off",
+            "lock_timeout": f"{max(1, round(lock_timeout * 1000))}ms",
+        }
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._closed = False

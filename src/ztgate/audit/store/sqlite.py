@@ -58,8 +58,10 @@ _DOC = "(CASE WHEN json_valid(CAST(body AS TEXT)) THEN CAST(body AS TEXT) END)"
 
 class SQLiteStore:
     def __init__(
-        self, path: str | Path, *, busy_timeout: float = 30.0, durability: Durability = "fsync"
+        self, path: str | Path, *, busy_timeout: float = 5.0, durability: Durability = "fsync"
     ) -> None:
+        """``busy_timeout``: how long an operation waits for another writer's lock before it
+        fails (StoreUnavailable), which bounds what a caller waits on a locked file."""
         self.path = Path(path)
         self._busy_timeout = busy_timeout
         # In WAL mode NORMAL syncs at checkpoints only: a commit is in the WAL file (the OS
