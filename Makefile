@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tools/node_modules/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-quality bench-guardrails setup services clean system-tools
+.PHONY: demo test lint typecheck unit reliability bench bench-quality bench-guardrails setup services clean system-tools
 
 setup: $(STAMP) $(NODE_STAMP) system-tools
 
@@ -57,6 +57,11 @@ typecheck: $(STAMP)
 
 test: setup lint typecheck
 	$(BIN)/python -m pytest
+
+# The reliability suite's long form (docs/reliability.md): the soak's five minutes, the long
+# load and fault runs; CI can run it nightly. `SOAK_SECONDS=3600 make reliability` for an hour.
+reliability: setup
+	$(BIN)/python -m pytest -m long tests/reliability
 
 bench: $(STAMP)
 	bench/run.sh
