@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,13 @@ import pytest
 from tests.admin.harness import ADMIN_PREFIX, AdminGateway
 from tests.admin.schema import errors, resolve
 from tests.audit.filled import ALICE_SESSION, CI, CI_SESSION, Filled, fill, store_url
+from ztgate.admin.app import AdminApp
 from ztgate.admin.openapi import openapi_document
 from ztgate.admin.routes import ROUTES
 from ztgate.audit.search import FILTERS
 from ztgate.config import ConfigError, validate_config
+from ztgate.config.model import AdminConfig
+from ztgate.core.identity import Identity
 from ztgate.core.sse import parse_event
 
 ADMINS = "auditors"
@@ -197,6 +201,101 @@ def test_search_refuses_what_it_cannot_read(
         f"/audit/events?{query}", headers={"authorization": f"Bearer {gateway.token(ADMINS)}"}
     )
     assert message in _error(response, 400, "invalid_request_error", "search_events")
+
+
+@pytest.mark.parametrize(
+    ("path", "operation", "params", "message"),
+    [
+        ("/audit/events", "search_events", {"limit": "²"}, "limit: '²' is not a whole number"),
+        ("/audit/events", "search_events", {"since": "٣d"}, "'٣d' is neither a look-back"),
+        ("/sessions", "list_sessions", {"limit": "٣"}, "limit: '٣' is not a whole number"),
+        ("/sessions", "list_sessions", {"group": "x"}, "unknown filter 'group'"),
+        ("/reviews", "list_reviews", {"limit": "𝟗"}, "limit: '𝟗' is not a whole number"),
+        ("/reviews", "list_reviews", {"limit": "1001"}, "limit: '1001' is not a whole number"),
+        ("/reviews", "list_reviews", {"state": ""}, "state: '' is not one of pending"),
+        ("/reviews", "list_reviews", {"since": "1e999"}, "since: '1e999' is not a finite"),
+        ("/reviews", "list_reviews", {"since": "soon"}, "since: 'soon' is neither a look-back"),
+        ("/audit/verify", "verify_chain", {"limit": "1"}, "unknown parameter 'limit'"),
+        ("/openapi.json", "openapi", {"x": ""}, "unknown parameter 'x'"),
+    ],
+)
+def test_every_route_checks_its_query_as_its_document_says(
+    admin: tuple[AdminGateway, Filled],
+    path: str,
+    operation: str,
+    params: dict[str, str],
+    message: str,
+) -> None:
+    """One table says what each route takes (admin/parameters.py): the routes check it and
+    the document shows it. Numbers are ASCII digits: ``int('²')`` raised, a 500."""
+    gateway, _ = admin
+    response = gateway.get(path, gateway.token(ADMINS), **params)
+    assert message in _error(response, 400, "invalid_request_error", operation)
+
+
+@pytest.mark.parametrize(
+    ("path", "operation", "params"),
+    [
+        ("/audit/events", "search_events", {"decision": "", "limit": "", "since": ""}),
+        ("/sessions", "list_sessions", {"principal": "", "limit": "007"}),
+        ("/reviews", "list_reviews", {"since": "1d", "limit": "1000"}),
+        ("/reviews", "list_reviews", {"since": "1700000000.5", "state": "pending"}),
+    ],
+)
+def test_filters_the_document_takes_are_taken(
+    admin: tuple[AdminGateway, Filled], path: str, operation: str, params: dict[str, str]
+) -> None:
+    gateway, _ = admin
+    response = gateway.get(path, gateway.token(ADMINS), **params)
+    assert response.status_code == 200, response.text
+    _check(response, operation)
+
+
+def test_the_document_shows_each_routes_own_parameters() -> None:
+    for route in ROUTES:
+        operation = DOCUMENT["paths"][route.template][route.method.lower()]
+        in_query = [p for p in operation["parameters"] if p["in"] == "query"]
+        assert in_query == [parameter.document() for parameter in route.query]
+        assert "400" in operation["responses"]  # an unknown parameter, on every route
+
+
+def test_a_bug_is_answered_in_the_anthropic_shape() -> None:
+    """The admin API has its own net: an unexpected exception is a 500 with the error
+    envelope and the request id, never the server's plain-text page."""
+
+    class Authenticator:
+        async def verify(self, credential: str) -> Identity:
+            return Identity(
+                "demo", "https://demo", "ops/carol", {}, time.time() + 60, frozenset({ADMINS})
+            )
+
+    async def broken(call: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    app = AdminApp(None, Authenticator(), AdminConfig(groups=[ADMINS]))  # type: ignore[arg-type]
+    app._handlers["get_status"] = broken
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": ADMIN_PREFIX + "/status",
+        "raw_path": (ADMIN_PREFIX + "/status").encode(),
+        "query_string": b"",
+        "headers": [(b"authorization", b"Bearer t")],
+    }
+    asyncio.run(app(scope, receive, send))
+    start, body = sent
+    assert start["status"] == 500
+    document = json.loads(body["body"])
+    assert document["error"] == {"type": "api_error", "message": "internal error in the gateway"}
+    assert (b"request-id", document["request_id"].encode()) in start["headers"]
 
 
 def test_one_event(admin: tuple[AdminGateway, Filled]) -> None:

@@ -127,7 +127,42 @@ def test_sizes(text: object, size: int) -> None:
     assert parse_size(text) == size
 
 
+@pytest.mark.parametrize(
+    "text", ["٣s", "𝟗m", "²h", "1" * 400 + "s", float("inf"), float("nan"), "-5s", "5", ""]
+)
+def test_a_duration_is_ascii_digits_and_finite(text: object) -> None:
+    """``\\d`` and ``float`` read ``٣`` as 3: a duration no person reads as one is refused,
+    and so is one too long to be a number of seconds."""
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["٣MiB", "𝟗", "1" * 19 + "B", "1" * 5000, "0B"])
+def test_a_size_is_ascii_digits_and_bounded(text: str) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_size(text)
+
+
 def test_no_policy_refuses_with_guidance() -> None:
     text = MINIMAL.replace("policy: policy.yaml\n", "")
     with pytest.raises(ConfigError, match="denies what policy does not name"):
         parse_config(text, environ={"KEY": "k"})
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        ('"a\\n  fake: problem": 1', "'a\\n  fake: problem': unknown key"),
+        ('" ": 1', "' ': unknown key"),
+        ('server: {"x\\ty": 1}', "server.'x\\ty': unknown key"),
+        ('inspection: {custom: {patterns: {x: "a{99999999999}"}}}', "cannot be compiled"),
+    ],
+)
+def test_a_problem_is_one_line_whatever_the_key(extra: str, said: str) -> None:
+    """Keys are the author's text: a blank one or one with a line break is quoted, so that
+    the message names it and no key can add a line (a problem of its own) to the message."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(MINIMAL + extra + "\n", environ={"KEY": "k"})
+    message = str(info.value)
+    assert said in message, message
+    assert len(message.splitlines()) == 2, message

@@ -40,6 +40,15 @@ def test_a_plain_request_passes() -> None:
     )
     check_messages_request({**GOOD, "container": "container_01"})
     check_messages_request({k: v for k, v in GOOD.items() if k != "max_tokens"}, counting=True)
+    check_messages_request(GOOD, counting=True)
+
+
+@pytest.mark.parametrize("max_tokens", [None, "4096", [1], {"n": 1}, 1.5, 0, True])
+def test_count_tokens_holds_a_max_tokens_it_carries_to_the_same_shape(max_tokens: Any) -> None:
+    """count_tokens takes no max_tokens, but policy reads (max_tokens_above) and the transform
+    caps one that is there: it is an integer, as on messages, or the request is refused."""
+    with pytest.raises(InvalidRequest, match="max_tokens: must be an integer"):
+        check_messages_request({**GOOD, "max_tokens": max_tokens}, counting=True)
 
 
 @pytest.mark.parametrize(
@@ -157,7 +166,8 @@ def test_any_body_is_accepted_or_refused_with_a_400(body: dict[str, Any]) -> Non
             continue
         params = body
         assert type(params["model"]) is str
-        if endpoint != "count_tokens":
+        if endpoint != "count_tokens" or "max_tokens" in params:
+            # count_tokens needs none, but one it carries is read by policy and capped
             assert type(params["max_tokens"]) is int
         assert isinstance(params.get("stream", False), bool)
         for tool in params.get("tools") or []:

@@ -7,52 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ztgate import __version__
-from ztgate.admin.routes import PREFIX, ROUTES
-from ztgate.audit.search import DECISIONS, KINDS, MAX_LIMIT
-
-_TIME_FILTER = (
-    "A look-back such as `7d`, `12h` or `30m`, or an ISO 8601 date or date-time "
-    "(UTC when it has no offset)."
-)
-
-
-def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema or {"type": "string"},
-    }
-
-
-_LIMIT = _query(
-    "limit",
-    "At most this many results (default 100).",
-    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-)
-_SINCE = _query("since", "Only from this time on. " + _TIME_FILTER)
-_UNTIL = _query("until", "Only up to this time. " + _TIME_FILTER)
-_PRINCIPAL = _query("principal", "The caller, as `issuer/subject`.")
-
-_SEARCH_PARAMETERS = [
-    _PRINCIPAL,
-    _query("group", "Callers in this group."),
-    _SINCE,
-    _UNTIL,
-    _query("decision", "The policy decision.", {"type": "string", "enum": list(DECISIONS)}),
-    _query("model", "The requested model."),
-    _query("skill", "Requests for this skill."),
-    _query("finding", "Requests in which inspection found this detector (`email`, ...)."),
-    _query("request_id", "One request (`req_ztg_...`)."),
-    _query(
-        "kind",
-        "Event kinds, comma-separated, or `all` (default `request`): "
-        + ", ".join(f"`{k}`" for k in KINDS)
-        + ".",
-    ),
-    _LIMIT,
-]
+from ztgate.admin.routes import PATH_PARAMETERS, PREFIX, ROUTES, AdminRoute
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -255,27 +210,27 @@ SCHEMAS: dict[str, Any] = {
 }
 
 _ERRORS = {
-    "400": "A query parameter is not understood.",
+    "400": "A query parameter is unknown, repeated or has a value it does not take; or the "
+    "body is not understood.",
     "401": "No valid token from a trusted issuer.",
     "403": "The caller is in none of the groups under `admin.groups`.",
     "404": "No such event or session.",
     "503": "The audit store cannot be reached, or recordings are sealed and the key is missing.",
 }
 
-# operationId -> (summary, description, parameters, answer schema, error statuses)
-_OPERATIONS: dict[str, tuple[str, str, list[dict[str, Any]], str, tuple[str, ...]]] = {
+# operationId -> (summary, description, answer schema, error statuses); the parameters are
+# the route's own (routes.py, parameters.py), so that what is described is what is checked.
+_OPERATIONS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "search_events": (
         "Search the audit",
         "Events newest first; each request event carries its outcome (null: the gateway "
         "stopped before the request ended, so how it ended is unknown).",
-        _SEARCH_PARAMETERS,
         "EventList",
-        ("400",),
+        (),
     ),
     "get_event": (
         "One event by its sequence number",
         "A request event carries its outcome, as in a search.",
-        [],
         "Event",
         ("404",),
     ),
@@ -283,7 +238,6 @@ _OPERATIONS: dict[str, tuple[str, str, list[dict[str, Any]], str, tuple[str, ...
         "Verify the hash chain and its signed checkpoints",
         "Recomputes every event's hash and checks every checkpoint's signature; `problem` "
         "names the first bad event and what is wrong with it.",
-        [],
         "VerifyReport",
         (),
     ),
@@ -291,21 +245,18 @@ _OPERATIONS: dict[str, tuple[str, str, list[dict[str, Any]], str, tuple[str, ...
         "Signed checkpoints and the keys that verify them",
         "The same document `ztgate audit checkpoint --export` writes; keep a copy elsewhere "
         "and `ztgate audit verify --checkpoints FILE` also detects truncation.",
-        [],
         "CheckpointList",
         (),
     ),
     "list_sessions": (
         "Recorded sessions",
         "Newest first.",
-        [_PRINCIPAL, _SINCE, _UNTIL, _LIMIT],
         "SessionList",
-        ("400",),
+        (),
     ),
     "get_session": (
         "A session's recordings, decoded",
         "Oldest first, unsealed with the configured key; purged recordings keep their metadata.",
-        [],
         "Session",
         ("404",),
     ),
@@ -313,7 +264,6 @@ _OPERATIONS: dict[str, tuple[str, str, list[dict[str, Any]], str, tuple[str, ...
         "The gateway's readiness in detail",
         "What `/readyz` does not tell anyone who asks: each issuer's keys and last error, the "
         "policy's file, rule count and last reload error, and the audit store.",
-        [],
         "Status",
         ("404",),
     ),
@@ -321,19 +271,12 @@ _OPERATIONS: dict[str, tuple[str, str, list[dict[str, Any]], str, tuple[str, ...
         "Reviews",
         "Newest first: the caller's own, those the caller may decide, or (admins) all. Open "
         "to every verified identity, not only to `admin.groups`.",
-        [
-            _query("state", "Reviews in this state.", {"type": "string"}),
-            _query("requester", "Requested by this principal."),
-            _query("since", "Created at or after this time (seconds since the epoch)."),
-            _LIMIT,
-        ],
         "ReviewList",
-        ("400",),
+        (),
     ),
     "get_review": (
         "One review",
         "What an approver needs to judge it, and every decision taken on it.",
-        [],
         "Review",
         ("404",),
     ),
@@ -341,60 +284,59 @@ _OPERATIONS: dict[str, tuple[str, str, list[dict[str, Any]], str, tuple[str, ...
         "Approve a review",
         'Body `{"reason": "..."}`. Only members of its approver groups, never its requester; '
         "when every rule that asked is satisfied the held request runs, once.",
-        [],
         "Review",
-        ("400", "404"),
+        ("404",),
     ),
     "deny_review": (
         "Deny a review",
         'Body `{"reason": "..."}`. One denial ends the review.',
-        [],
         "Review",
-        ("400", "404"),
+        ("404",),
     ),
     "cancel_review": (
         "Cancel a review",
         'Body `{"reason": "..."}`. Only its requester.',
-        [],
         "Review",
-        ("400", "404"),
+        ("404",),
     ),
     "slack_action": (
         "Slack's Approve and Deny buttons",
         "The Slack app's interactivity URL. No token: Slack signs each click "
         "(`X-Slack-Signature`), and the click counts as the identity `reviews.slack.users` "
         "names for the Slack user.",
-        [],
         "",
-        ("400",),
+        (),
     ),
-    "openapi": ("This document", "The admin API as OpenAPI 3.1.", [], "", ()),
-}
-
-_PATH_PARAMETERS = {
-    "review_id": {"type": "string", "pattern": "^rev_[0-9a-f]{24}$"},
-    "seq": {"type": "integer", "minimum": 1},
-    "session_id": {"type": "string", "pattern": "^[A-Za-z0-9_:.@-]{1,200}$"},
+    "openapi": ("This document", "The admin API as OpenAPI 3.1.", "", ()),
 }
 
 
-def _operation(name: str, path_parameters: tuple[str, ...]) -> dict[str, Any]:
-    summary, description, parameters, answer, errors = _OPERATIONS[name]
+def _path_parameter(name: str) -> dict[str, Any]:
+    """A path parameter's schema, from the very pattern the route matches."""
+    if name == "seq":  # [1-9][0-9]{0,17}
+        return {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}
+    return {"type": "string", "pattern": f"^{PATH_PARAMETERS[name]}$"}
+
+
+def _operation(route: AdminRoute) -> dict[str, Any]:
+    name = route.name
+    summary, description, answer, errors = _OPERATIONS[name]
     schema = {"type": "object"} if not answer else _ref(answer)
     responses: dict[str, Any] = {
         "200": {"description": "OK", "content": {"application/json": {"schema": schema}}}
     }
-    for status in ("401", "403", *errors, "503"):
+    # Every operation refuses a query parameter it does not take (or one given twice).
+    for status in sorted({"400", "401", "403", *errors, "503"}):
         responses[status] = {"$ref": f"#/components/responses/E{status}"}
     operation: dict[str, Any] = {
         "operationId": name,
         "summary": summary,
         "description": description,
         "parameters": [
-            {"name": p, "in": "path", "required": True, "schema": _PATH_PARAMETERS[p]}
-            for p in path_parameters
+            {"name": p, "in": "path", "required": True, "schema": _path_parameter(p)}
+            for p in route.parameters
         ]
-        + parameters,
+        + [parameter.document() for parameter in route.query],
         "responses": responses,
     }
     if name.endswith("_review") and name != "get_review":
@@ -419,9 +361,7 @@ def openapi_document() -> dict[str, Any]:
     """The document served at ``/ztgate/api/v1/openapi.json``."""
     paths: dict[str, Any] = {}
     for route in ROUTES:
-        paths.setdefault(route.template, {})[route.method.lower()] = _operation(
-            route.name, route.parameters
-        )
+        paths.setdefault(route.template, {})[route.method.lower()] = _operation(route)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -8,13 +8,16 @@ rules themselves are ``review/rules.py``; here they meet HTTP.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from ztgate.admin.parameters import REVIEWS, is_number, read_query
+from ztgate.audit.search import QueryError, parse_time
 from ztgate.config.model import SlackConfig
 from ztgate.core.errors import AuthenticationFailed, InvalidRequest
 from ztgate.core.identity import Identity
@@ -22,7 +25,6 @@ from ztgate.core.reviews import ReviewQuery, ReviewState, review_document
 from ztgate.review import rules, slack
 from ztgate.review.service import ReviewService
 
-_FILTERS = ("state", "requester", "since", "limit")
 MAX_REASON = 2000
 
 
@@ -43,18 +45,13 @@ class ReviewsAPI:
         self._slack = slack_config
         self._clock = clock
 
-    async def list(self, caller: Caller, query: dict[str, str]) -> Any:
-        unknown = sorted(set(query) - set(_FILTERS))
-        if unknown:
-            raise InvalidRequest(f"unknown filter {unknown[0]!r}; use {', '.join(_FILTERS)}")
-        try:
-            state = ReviewState(query["state"]) if "state" in query else None
-            limit = int(query.get("limit", "100"))
-            since = float(query["since"]) if "since" in query else None
-        except ValueError:
-            raise InvalidRequest("state, limit or since is not one this endpoint takes") from None
-        if not 1 <= limit <= 1000:
-            raise InvalidRequest("limit: from 1 to 1000")
+    async def list(self, caller: Caller, query: Mapping[str, str]) -> Any:
+        """The reviews ``caller`` may see, by the filters of ``parameters.REVIEWS`` (checked
+        again here, so that no caller of this reaches the store with an unchecked one)."""
+        query = read_query(REVIEWS, query)
+        state = ReviewState(query["state"]) if "state" in query else None
+        limit = int(query.get("limit", "100"))
+        since = _since(query["since"], self._clock()) if "since" in query else None
         found = await self._service.list(ReviewQuery(state, query.get("requester"), since, limit))
         shown = [r for r in found if caller.admin or self._may_see(caller, r)]
         return {"reviews": [review_document(r) for r in shown], "count": len(shown)}
@@ -107,6 +104,20 @@ class ReviewsAPI:
     def _may_see(self, caller: Caller, review: Any) -> bool:
         identity = caller.identity
         return self._service.may_see(review, identity.principal, identity.groups)
+
+
+def _since(text: str, now: float) -> float:
+    """Seconds since the epoch as a number, or a look-back or ISO 8601 time as the audit's
+    filters take them (``1d``, ``2025-06-01``)."""
+    if is_number(text):
+        seconds = float(text)
+        if not math.isfinite(seconds):
+            raise InvalidRequest(f"since: {text!r} is not a finite number of seconds")
+        return seconds
+    try:
+        return parse_time(text, now)
+    except QueryError as exc:
+        raise InvalidRequest(f"since: {exc}") from None
 
 
 def _reason(body: bytes) -> str:

@@ -1,15 +1,18 @@
 """The admin API's routes: one table, read by the app to dispatch and by the OpenAPI document
-to describe, so that the two cannot drift apart."""
+to describe, so that the two cannot drift apart: paths, path parameters and each route's
+query parameters (``parameters.py``)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from ztgate.admin.parameters import REVIEWS, SEARCH, SESSIONS, QueryParameter
+
 PREFIX = "/ztgate/api/v1"
 
 # What a path parameter may hold: a sequence number, or an id as the gateway writes them.
-_PARAMETERS = {
+PATH_PARAMETERS = {
     "seq": r"[1-9][0-9]{0,17}",
     "session_id": r"[A-Za-z0-9_:.@-]{1,200}",
     "review_id": r"rev_[0-9a-f]{24}",
@@ -26,26 +29,34 @@ class AdminRoute:
     # Who gets in: "admins" (a member of admin.groups), "anyone" (any verified identity: the
     # handler decides what it may see or do), "slack" (a click Slack signed; no token).
     audience: str = "admins"
+    query: tuple[QueryParameter, ...] = ()  # what it takes after ``?``; nothing else
 
     @property
     def parameters(self) -> tuple[str, ...]:
         return tuple(_PLACEHOLDER.findall(self.template))
 
 
-def _route(name: str, template: str, method: str = "GET", audience: str = "admins") -> AdminRoute:
-    regex = _PLACEHOLDER.sub(lambda m: f"(?P<{m.group(1)}>{_PARAMETERS[m.group(1)]})", template)
-    return AdminRoute(name, method, template, re.compile(re.escape(PREFIX) + regex), audience)
+def _route(
+    name: str,
+    template: str,
+    method: str = "GET",
+    audience: str = "admins",
+    query: tuple[QueryParameter, ...] = (),
+) -> AdminRoute:
+    regex = _PLACEHOLDER.sub(lambda m: f"(?P<{m.group(1)}>{PATH_PARAMETERS[m.group(1)]})", template)
+    pattern = re.compile(re.escape(PREFIX) + regex)
+    return AdminRoute(name, method, template, pattern, audience, query)
 
 
 ROUTES = (
-    _route("search_events", "/audit/events"),
+    _route("search_events", "/audit/events", query=SEARCH),
     _route("get_event", "/audit/events/{seq}"),
     _route("verify_chain", "/audit/verify"),
     _route("list_checkpoints", "/audit/checkpoints"),
-    _route("list_sessions", "/sessions"),
+    _route("list_sessions", "/sessions", query=SESSIONS),
     _route("get_session", "/sessions/{session_id}"),
     _route("get_status", "/status"),
-    _route("list_reviews", "/reviews", audience="anyone"),
+    _route("list_reviews", "/reviews", audience="anyone", query=REVIEWS),
     _route("get_review", "/reviews/{review_id}", audience="anyone"),
     _route("approve_review", "/reviews/{review_id}/approve", "POST", "anyone"),
     _route("deny_review", "/reviews/{review_id}/deny", "POST", "anyone"),

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ztgate.config.model import GatewayConfig
-from ztgate.config.problems import problems
+from ztgate.config.problems import invalid, problems, shown
 from ztgate.config.yamlfile import parse_yaml, read_yaml
 
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -81,7 +81,7 @@ def validate_config(data: Mapping[str, Any], *, source: str = "<config>") -> Gat
 
 def _interpolate(node: Any, environ: Mapping[str, str], path: str) -> Any:
     if isinstance(node, dict):
-        return {k: _interpolate(v, environ, _join(path, str(k))) for k, v in node.items()}
+        return {k: _interpolate(v, environ, _join(path, shown(k))) for k, v in node.items()}
     if isinstance(node, list):
         return [_interpolate(v, environ, _join(path, str(i))) for i, v in enumerate(node)]
     if isinstance(node, str):
@@ -107,5 +107,4 @@ def _join(path: str, key: str) -> str:
 
 def _describe(exc: ValidationError, source: str) -> str:
     unknown = "unknown key (check its spelling and docs/configuration.md)"
-    lines = problems(exc, unknown_key=unknown)
-    return "\n".join([f"{source} is invalid:", *(f"  {line}" for line in lines)])
+    return invalid(source, problems(exc, unknown_key=unknown))

@@ -77,7 +77,7 @@ class TeamKeyConfig(_Strict):
                 check_api_key(Path(self.key_file).read_text().strip())
             except OSError as exc:
                 raise ValueError(
-                    f"key_file: {self.key_file} cannot be read ({exc.strerror})"
+                    f"key_file: {self.key_file!r} cannot be read ({exc.strerror})"
                 ) from None
         return self
 
@@ -120,7 +120,7 @@ class UpstreamConfig(_Strict):
     @classmethod
     def _ca(cls, value: str | None) -> str | None:
         if value is not None and not os.access(value, os.R_OK):
-            raise ValueError(f"{value} cannot be read")
+            raise ValueError(f"{value!r} cannot be read")
         return value
 
     @model_validator(mode="after")
@@ -208,10 +208,10 @@ class IssuerConfig(_Strict):
         for alg in value:
             if alg.lower() == "none" or alg.upper().startswith("HS"):
                 raise ValueError(
-                    f"{alg} is refused: unsigned and shared-secret tokens cannot prove identity"
+                    f"{alg!r} is refused: unsigned and shared-secret tokens cannot prove identity"
                 )
             if alg not in SUPPORTED_ALGORITHMS:
-                raise ValueError(f"{alg} is not supported; use {sorted(SUPPORTED_ALGORITHMS)}")
+                raise ValueError(f"{alg!r} is not supported; use {sorted(SUPPORTED_ALGORITHMS)}")
         return value
 
     @field_validator("allow")
@@ -294,7 +294,7 @@ class ServerTLSConfig(_Strict):
             names.append(("client_ca_file", self.client_ca_file))
         for name, value in names:
             if not os.access(value, os.R_OK):
-                raise ValueError(f"{name}: {value} cannot be read")
+                raise ValueError(f"{name}: {value!r} cannot be read")
         if self.reload_interval <= 0:
             raise ValueError("reload_interval must be positive")
         return self
@@ -456,7 +456,12 @@ class InspectionConfig(_Strict):
         from ztgate.detectors.guardrails import builtin_checks
         from ztgate.detectors.holdback import check_holdback
 
-        custom = custom_detectors(self.custom.patterns, self.custom.words)
+        try:
+            custom = custom_detectors(self.custom.patterns, self.custom.words)
+        except OverflowError as exc:  # ``re``'s word for a repeat count too large to compile
+            raise ValueError(f"custom.patterns: a pattern cannot be compiled: {exc}") from None
+        except RecursionError:
+            raise ValueError("custom.patterns: a pattern is nested too deeply to compile") from None
         clash = {d.id for d in custom} & {d.id for d in catalogue()}
         if clash:
             raise ValueError(f"custom detector {sorted(clash)[0]!r} shadows a built-in detector")
@@ -610,7 +615,8 @@ class LoggingConfig(_Strict):
 
 def _host_port(value: str) -> str:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    # ASCII digits only: "٣" is a digit to str.isdigit and to int, and "²" to isdigit alone
+    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > 65535:
         raise ValueError("use HOST:PORT, for example 127.0.0.1:8787")
     return value
 

@@ -1,15 +1,21 @@
-"""Human-friendly durations ("600s", "5m", "1h30m") and sizes ("32MiB") for the config file."""
+"""Human-friendly durations ("600s", "5m", "1h30m") and sizes ("32MiB") for the config file.
+
+Digits are ASCII digits: ``\\d`` would also read ``٣`` (and ``float`` and ``int`` take it), so a
+value that looks like no number to a person could still count as one. A duration is finite
+and a size has at most 18 digits: ``1`` followed by four hundred zeros is no duration.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
 from pydantic import BeforeValidator
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?")
+_SIZE = re.compile(r"0*([0-9]{1,18})[ \t]*(B|KB|KiB|MB|MiB|GB|GiB)?")
 _SIZE_UNITS = {
     None: 1,
     "B": 1,
@@ -36,6 +42,8 @@ def parse_duration(value: object) -> float:
         seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
     else:
         raise ValueError("expected a duration such as 30s, 5m or 1h")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds

@@ -1,4 +1,8 @@
-"""Loading policy: parse, validate, compile and lint. An invalid policy is never half-applied."""
+"""Loading policy: parse, validate, compile and lint. An invalid policy is never half-applied.
+
+Whatever the document holds, loading it ends one of two ways: a policy that compiles, or a
+``PolicyError`` that names each place that is wrong, one line each (``config/problems.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ztgate.config.problems import dotted, problems
+from ztgate.config.problems import dotted, invalid, problems
 from ztgate.config.yamlfile import read_yaml
 from ztgate.detectors.guardrails import CheckInfo, GuardrailChecks, builtin_checks, pack_checks
 from ztgate.detectors.holdback import check_holdback
@@ -81,7 +85,7 @@ def _guardrail_checks(
     builtin = {d.id for d in builtin_checks()[0]}
     guardrails = document.guardrails
     problems = [
-        f"  guardrails.disable: {name!r} is not a built-in check"
+        f"guardrails.disable: {name!r} is not a built-in check"
         for name in guardrails.disable
         if name not in builtin
     ]
@@ -91,23 +95,29 @@ def _guardrail_checks(
         for c in pack.checks
     ]
     problems += [
-        f"  guardrails: check {check_id!r} shadows a built-in check"
+        f"guardrails: check {check_id!r} shadows a built-in check"
         for check_id, *_ in specs
         if check_id in builtin
     ]
     detectors: list[Detector] = []
     infos: list[CheckInfo] = []
-    if not problems:
+    for spec in [] if problems else specs:
         try:
-            detectors, infos = pack_checks(specs)
-            if serving is not None and serving.holdback is not None and detectors:
-                check_holdback(detectors, serving.holdback)
+            found, info = pack_checks([spec])
+        except (ValueError, OverflowError, RecursionError) as exc:
+            # ``re`` says a repeat count too large to compile (``a{99999999999}``) with an
+            # OverflowError, and a pattern nested too deep for its parser with RecursionError.
+            problems.append(f"guardrails: {_pattern_problem(spec[0], exc)}")
+            continue
+        detectors += found
+        infos += info
+    if not problems and serving is not None and serving.holdback is not None and detectors:
+        try:
+            check_holdback(detectors, serving.holdback)
         except ValueError as exc:
-            problems.append(f"  guardrails: {exc}")
+            problems.append(f"guardrails: {exc}")
     if problems:
-        raise PolicyError(
-            "\n".join([f"{source} is invalid:", *problems, "  (see docs/guardrails.md)"])
-        )
+        raise PolicyError(invalid(source, problems, footer="(see docs/guardrails.md)"))
     return GuardrailChecks(tuple(detectors), tuple(infos), frozenset(guardrails.disable))
 
 
@@ -115,33 +125,31 @@ def _check_detectors(document: PolicyDocument, known: set[str], source: str) -> 
     """No detectors known means inspection is off: then no rule may depend on it."""
     if not known:
         problems = [
-            f"  rule {rule.id!r}: needs inspection (mask or findings), which is switched off"
+            f"rule {rule.id!r}: needs inspection (mask or findings), which is switched off"
             for rule in document.rules
             if rule.mask is not None or rule.when.findings is not None
         ]
     else:
         problems = [
-            f"  rule {rule.id!r}: unknown detector or guardrail check {name!r}"
+            f"rule {rule.id!r}: unknown detector or guardrail check {name!r}"
             for rule in document.rules
             for name in sorted(rule.detector_names() - known)
         ]
     if problems:
-        raise PolicyError(
-            "\n".join([f"{source} is invalid:", *problems, "  (see docs/data-protection.md)"])
-        )
+        raise PolicyError(invalid(source, problems, footer="(see docs/data-protection.md)"))
 
 
 def _check_approvers(document: PolicyDocument, defaults: frozenset[str], source: str) -> None:
     if defaults:
         return
     problems = [
-        f"  rule {rule.id!r}: a review rule needs approvers: name them under review.approvers, "
+        f"rule {rule.id!r}: a review rule needs approvers: name them under review.approvers, "
         "or set reviews.approvers in the config"
         for rule in document.rules
         if rule.effect == "review" and (rule.review is None or rule.review.approvers is None)
     ]
     if problems:
-        raise PolicyError("\n".join([f"{source} is invalid:", *problems]))
+        raise PolicyError(invalid(source, problems))
 
 
 def _describe(exc: ValidationError, data: Mapping[str, Any], source: str) -> str:
@@ -153,12 +161,21 @@ def _describe(exc: ValidationError, data: Mapping[str, Any], source: str) -> str
         if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int) and loc[1] < len(rules):
             rule = rules[loc[1]]
             rule_id = rule.get("id") if isinstance(rule, Mapping) else None
-            if rule_id:
-                return f"rule {rule_id!r}: " + dotted(loc[2:])
+            if isinstance(rule_id, str) and rule_id:
+                return f"rule {rule_id!r}: " + (dotted(loc[2:]) or "(the rule)")
         return dotted(loc) or "(top level)"
 
     lines = problems(exc, unknown_key="unknown key (see docs/policy.md)", locate=locate)
-    return "\n".join([f"{source} is invalid:", *(f"  {line}" for line in lines)])
+    return invalid(source, lines)
+
+
+def _pattern_problem(check_id: str, exc: Exception) -> str:
+    """What is wrong with one rule pack check (its ValueError names it already)."""
+    if isinstance(exc, ValueError):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return f"check {check_id!r}: a pattern is nested too deeply to compile"
+    return f"check {check_id!r}: a pattern cannot be compiled: {exc}"
 
 
 def _set_conditions(when: Conditions) -> set[str]:

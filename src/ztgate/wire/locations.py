@@ -48,7 +48,7 @@ def location_of(path: str, body: Mapping[str, Any]) -> Location:
 
 
 def _item(items: object, index: str) -> object:
-    if not isinstance(items, list) or not index.isdigit():
+    if not isinstance(items, list) or not (index.isascii() and index.isdigit()):
         return None
     position = int(index)
     return items[position] if position < len(items) else None

@@ -1,9 +1,12 @@
 """The fields policy reads, checked against the shapes the API accepts before anything decides.
 
 Policy decides on ``model``, ``max_tokens``, the thinking budget, ``stream``, tools, skills
-(``container``) and MCP servers. A value of another type than the API's is refused here, not
-skipped: ``"max_tokens": 4096.0`` would escape an integer cap, ``"stream": "true"`` a rule on
-streaming, a tool without a name every tool grant. Everything else is the API's to judge.
+(``container``) and MCP servers, and the transform caps ``max_tokens``. A value of another type
+than the API's is refused here, not skipped: ``"max_tokens": 4096.0`` would escape an integer
+cap, ``"stream": "true"`` a rule on streaming, a tool without a name every tool grant. The
+same field is held to the same shape on every endpoint that carries it, whether the endpoint
+needs it or not: ``count_tokens`` takes no ``max_tokens``, but one that is sent is read by
+policy and capped like any other. Everything else is the API's to judge.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ def check_request(endpoint: str, body: Mapping[str, Any]) -> None:
 
 
 def check_messages_request(body: Mapping[str, Any], *, counting: bool = False) -> None:
-    """A ``/v1/messages`` body (``counting``: a ``count_tokens`` body, which has no
-    ``max_tokens``)."""
+    """A ``/v1/messages`` body (``counting``: a ``count_tokens`` body, which needs no
+    ``max_tokens``; one it carries anyway is an integer like any other)."""
     _check_params(body, "", counting=counting)
 
 
@@ -57,8 +60,7 @@ def _check_params(body: Mapping[str, Any], at: str, *, counting: bool) -> None:
     model = body.get("model")
     if not isinstance(model, str) or not _MODEL.fullmatch(model):
         raise InvalidRequest(f"{at}model: required, a model name")
-    if not counting:
-        _integer(body, "max_tokens", at, required=True)
+    _integer(body, "max_tokens", at, required=not counting)
     if "stream" in body and not isinstance(body["stream"], bool):
         raise InvalidRequest(f"{at}stream: must be true or false")
     _thinking(body.get("thinking"), f"{at}thinking")
