@@ -79,6 +79,9 @@ def test_defaults_and_blanks() -> None:
         ({"kind": "request,reqest"}, "kind: 'reqest' is not one of"),
         ({"limit": "-1"}, "limit: '-1' is not a whole number from 1 to 10000"),
         ({"limit": "10001"}, "limit: '10001'"),
+        ({"limit": "\u0663"}, "limit: '\u0663'"),  # an Arabic-Indic 3: int() would take it
+        ({"limit": "\u00b2"}, "limit: '\u00b2'"),  # a superscript 2: isdigit() would take it
+        ({"limit": "1" * 5000}, "is not a whole number"),  # int() refuses 4,300+ digits
         ({"since": "1d", "until": "2d"}, "since is after until"),
     ],
 )

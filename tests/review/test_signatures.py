@@ -88,3 +88,19 @@ def test_anything_but_a_review_button_is_no_action(body: bytes) -> None:
     action = slack.parse_action(body)
     assert action is None or action.verdict in ("approve", "deny")
     assert slack.parse_action(_click("some_other_button")) is None
+
+
+@given(
+    timestamp=st.one_of(
+        st.text(alphabet=st.characters(categories=["Nd", "No"]), min_size=1, max_size=20),
+        st.text(alphabet="0123456789", min_size=13, max_size=5000),
+    ),
+    signature=st.text(max_size=80),
+)
+def test_a_timestamp_of_any_digits_is_refused_not_raised(timestamp: str, signature: str) -> None:
+    """Unicode digits ("²", "٣") and 4,300+ digits make ``int`` raise: a forged header must be
+    a refusal on both signatures, never an exception (a 500 on the Slack callback)."""
+    if timestamp.isascii() and len(timestamp) <= 12:
+        return  # a plain timestamp: the other tests cover it
+    assert not notify.verify(SECRET, f"t={timestamp},v1={signature}", b"{}", now=NOW)
+    assert not slack.verify(SECRET, timestamp, signature, b"{}", now=NOW)

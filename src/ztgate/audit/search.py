@@ -99,6 +99,7 @@ def _kinds(text: str) -> tuple[str, ...]:
 def _limit(text: str | None) -> int:
     if text is None:
         return 100
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    plain = text.isascii() and text.isdigit() and len(text) <= 6  # int() takes "٣" too
+    if not plain or not 1 <= int(text) <= MAX_LIMIT:
         raise QueryError(f"limit: {text!r} is not a whole number from 1 to {MAX_LIMIT}")
     return int(text)

@@ -193,7 +193,7 @@ def _serve(book: ReplayBook, listen: str, *, timing: bool, speed: float) -> None
 
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()):
         raise click.UsageError("--listen: use HOST:PORT, for example 127.0.0.1:8790")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

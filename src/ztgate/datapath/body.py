@@ -38,7 +38,7 @@ def declared_length(headers: Headers, limit: int) -> int | None:
     """The ``content-length`` if any, refusing an oversized body before reading a byte."""
     for name, value in headers:
         if name == b"content-length":
-            if not value.isdigit():
+            if not value.isdigit() or len(value) > 18:  # int() refuses 4,300+ digits
                 raise InvalidRequest("content-length is not a number")
             length = int(value)
             if length > limit:

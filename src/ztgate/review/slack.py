@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from ztgate.review.notify import TOLERANCE
+from ztgate.review.notify import TOLERANCE, is_timestamp
 
 APPROVE = "ztgate_approve"
 DENY = "ztgate_deny"
@@ -29,7 +29,7 @@ class SlackAction(NamedTuple):
 
 
 def verify(secret: bytes, timestamp: str, signature: str, body: bytes, *, now: float) -> bool:
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > TOLERANCE:
+    if not is_timestamp(timestamp) or abs(now - int(timestamp)) > TOLERANCE:
         return False
     base = b"v0:" + timestamp.encode() + b":" + body
     expected = "v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest()
