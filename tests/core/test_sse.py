@@ -55,3 +55,19 @@ def test_oversized_event_is_refused() -> None:
     except ValueError:
         return
     raise AssertionError("an oversized event was accepted")
+
+
+def test_a_blank_line_ending_in_a_cr_at_a_chunk_end_reads_the_same_split_or_not() -> None:
+    """``\\n\\r`` ends an event (a client dispatches at the CR); an LF in the next chunk is the
+    rest of that CRLF, not a blank line of its own (which would read as one more event)."""
+    stream = b"data: a\n\r\n\ndata: b\r\n\r\n"
+    whole = SSESplitter(1 << 20).feed(stream)
+    for cut in range(len(stream) + 1):
+        splitter = SSESplitter(1 << 20)
+        split = splitter.feed(stream[:cut]) + splitter.feed(b"") + splitter.feed(stream[cut:])
+        assert [(e.event, e.data) for e in split] == [(e.event, e.data) for e in whole]
+        consumed = b"".join(e.raw for e in split)
+        assert stream.startswith(consumed)  # all but an LF that may yet end the last CR
+        assert len(stream) - len(consumed) <= 1
+        assert not splitter.pending
+    assert [e.data for e in whole] == [b"a", b"b"]

@@ -222,9 +222,9 @@ def test_tool_results_that_arrive_whole_in_a_stream_are_masked() -> None:
     events = [
         event(
             "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": block},
+            {"type": "content_block_start", "index": index, "content_block": block},
         )
-        for block in (WEB_RESULT, CODE_RESULT)
+        for index, block in enumerate((WEB_RESULT, CODE_RESULT))
     ]
     _, out = run(protector(context()), events)
     assert len(out) == 2
@@ -242,7 +242,8 @@ def test_citations_deltas_are_masked() -> None:
             "citation": {"type": "web_search_result_location", "cited_text": f"says {ANTHROPIC}"},
         },
     }
-    [out] = run(protector(context()), [event("content_block_delta", delta)])[1]
+    start = text_stream([])[0]  # a citation belongs to a text block
+    _, (_, out) = run(protector(context()), [start, event("content_block_delta", delta)])
     assert orjson.loads(out.data)["delta"]["citation"]["cited_text"] == (
         "says [REDACTED:ANTHROPIC_API_KEY]"
     )
@@ -266,3 +267,127 @@ def test_an_identifier_carrying_a_masked_value_withholds_the_response() -> None:
     with pytest.raises(ResponseWithheld, match="cannot be rewritten"):
         protector(ctx).body(orjson.dumps({"type": "message", "content": [block]}))
     assert ctx.stream_end is StreamEnd.WITHHELD
+
+
+# --- events read as a client reads them --------------------------------------------------------
+
+
+def test_an_event_named_one_thing_carrying_another_is_withheld() -> None:
+    """The SDKs parse any named event's data and go by its ``type``: a delta sent under
+    another name would reach a client's text past a filter that goes by the name."""
+    delta = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": f"key {ANTHROPIC}"},
+    }
+    for name in ("message_delta", "x", "ping", "message"):
+        ctx = context()
+        with pytest.raises(ResponseWithheld, match="not an object of the type it is named"):
+            protector(ctx).event(event(name, delta))
+        assert ctx.stream_end is StreamEnd.WITHHELD
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        # content in message_start would shift the positions deltas apply to
+        [
+            event(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {"content": [{"type": "text", "text": ANTHROPIC[:20]}]},
+                },
+            )
+        ],
+        [event("message_start", {"type": "message_start", "message": {"content": []}})] * 2,
+        # a block started at an index that is not the next position, or twice
+        [
+            event(
+                "content_block_start",
+                {"type": "content_block_start", "index": 1, "content_block": {"type": "text"}},
+            )
+        ],
+        [text_stream([])[0], text_stream([])[0]],
+        # a stop for no open block
+        [text_stream([])[-2]],
+    ],
+    ids=[
+        "content in message_start",
+        "message_start twice",
+        "start out of order",
+        "start twice",
+        "stop of no block",
+    ],
+)
+def test_a_stream_the_api_would_not_send_is_withheld(events: list[SSEEvent]) -> None:
+    filter_ = protector(context())
+    with pytest.raises(ResponseWithheld, match="withheld"):
+        b"".join(out for e in events for out in filter_.event(e))
+
+
+def test_what_a_text_block_start_carries_besides_text_is_masked() -> None:
+    start = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {
+            "type": "text",
+            "text": "",
+            "citations": [{"type": "char_location", "cited_text": f"says {ANTHROPIC}"}],
+        },
+    }
+    [out] = protector(context()).event(event("content_block_start", start))
+    assert ANTHROPIC.encode() not in out
+    assert b"says [REDACTED:ANTHROPIC_API_KEY]" in out
+
+
+def test_events_are_written_as_they_were_read() -> None:
+    """A client reads the filter's own encoding of what it read: one value per key (a parser
+    that keeps the first of two would read something else), one line end, no extra fields."""
+    raw = (
+        b"event: message_delta\r\n"
+        b'data: {"type":"message_delta","usage":{"output_tokens":1},\r\n'
+        b'data: "usage":{"output_tokens":2}}\r\n'
+        b"id: 7\r\n\r\n"
+    )
+    (read,) = SSESplitter(1 << 20).feed(raw)
+    (out,) = protector(context()).event(read)
+    assert (
+        out
+        == b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":2}}\n\n'
+    )
+
+
+def test_events_without_data_pass_as_they_came() -> None:
+    for raw in (b": keep-alive\n\n", b"event: ping\n\n", b"\n\n"):
+        (read,) = SSESplitter(1 << 20).feed(raw)
+        assert protector(context()).event(read) == [raw]
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        {"type": "thinking", "thinking": "", "signature": ""},
+        {"type": "web_search_tool_result", "tool_use_id": "t", "content": []},
+    ],
+)
+@pytest.mark.parametrize(
+    "delta",
+    [
+        {"type": "text_delta", "text": ANTHROPIC},
+        {"type": "input_json_delta", "partial_json": ANTHROPIC},
+        {"partial_json": ANTHROPIC},
+        {"type": None, "text": ANTHROPIC},
+    ],
+)
+def test_text_into_a_signed_or_whole_block_is_withheld(
+    block: dict[str, object], delta: dict[str, object]
+) -> None:
+    start = event(
+        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
+    )
+    filter_ = protector(context())
+    filter_.event(start)
+    data = {"type": "content_block_delta", "index": 0, "delta": delta}
+    with pytest.raises(ResponseWithheld, match="not of its content block's kind"):
+        filter_.event(event("content_block_delta", data))
