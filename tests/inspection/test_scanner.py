@@ -66,10 +66,18 @@ def test_longest_wins_at_the_same_start() -> None:
     assert spans(scan_both(detectors, text), text) == [("long", "abcdef")]
 
 
-def test_leftmost_wins_over_longer() -> None:
+def test_findings_overlapping_in_part_are_both_kept() -> None:
+    """Dropping the later one would leave its tail ("defg") in clear: masking merges them."""
     detectors = [detector("later", "bcdefg"), detector("earlier", "abc")]
     text = "abcdefg"
-    assert spans(scan_both(detectors, text), text) == [("earlier", "abc")]
+    assert spans(scan_both(detectors, text), text) == [("earlier", "abc"), ("later", "bcdefg")]
+
+
+def test_a_finding_wholly_inside_another_is_dropped() -> None:
+    """Its text is the other's part, wherever it starts (an IBAN's digits are no phone)."""
+    detectors = [detector("inner", "cde"), detector("outer", "abcdefg"), detector("tail", "fgh")]
+    text = "abcdefgh"
+    assert spans(scan_both(detectors, text), text) == [("outer", "abcdefg"), ("tail", "fgh")]
 
 
 def test_ties_go_to_confidence_then_order() -> None:
@@ -112,7 +120,7 @@ def test_adjacent_and_repeated_matches() -> None:
     assert [(f.start, f.end) for f in scan_both([d], text)] == [(0, 3), (3, 6), (7, 10)]
 
 
-def test_findings_from_many_detectors_never_overlap() -> None:
+def test_findings_from_many_detectors_apart_are_all_found() -> None:
     text = f"key {ANTHROPIC} card {VISA} mail a.b@example.com jwt {JWT}"
     for backend in BACKENDS:
         findings = catalogue_scanner(backend).scan(text)
@@ -382,14 +390,16 @@ _PROPERTY_SETTINGS = settings(
 
 @_PROPERTY_SETTINGS
 @given(TEXTS)
-def test_findings_are_sorted_disjoint_and_valid(text: str) -> None:
+def test_findings_are_sorted_none_inside_another_and_valid(text: str) -> None:
     results = [catalogue_scanner(b).scan(text) for b in BACKENDS]
     assert all(r == results[0] for r in results), "backends disagree"
     findings = results[0]
-    edge = 0
+    start = edge = 0
     for f in findings:
-        assert edge <= f.start < f.end <= len(text)
-        edge = f.end
+        # Sorted by start; each reaches past all before it (none lies wholly inside another).
+        assert start <= f.start < f.end <= len(text)
+        assert f.end > edge
+        start, edge = f.start, f.end
         d = catalogue_scanner(BACKENDS[0]).detectors[f.detector]
         matched = text[f.start : f.end]
         assert _COMPILED[d.id].fullmatch(matched), (d.id, matched)

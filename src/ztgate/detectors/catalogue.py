@@ -212,14 +212,24 @@ def _pii() -> list[Detector]:
 
 
 def _known_secrets() -> list[Detector]:
-    """Secrets with a fixed prefix or shape: high confidence, placeholder-aware."""
+    """Secrets with a fixed prefix or shape: high confidence, placeholder-aware.
+
+    The prefixed formats (Anthropic, OpenAI, AWS key ids, Google, GitHub, GitLab, Slack,
+    Stripe, npm, PyPI, JWTs) have no word boundary before their prefix: in code and logs a
+    key often follows an escape written out, and most escapes end in a word character
+    (``\\n``, ``\\t``, ``\\u000A``, ``\\x0a``, ``\\012``, ``%0A``), so ``\\b`` there would
+    hide the key. The prefix alone is distinctive enough (measured on random and base32 text:
+    no finding more), and a key glued to a word is still a key; the boundary after it stays
+    (escapes start with a non-word character). The three-letter ``A3T`` of old AWS key ids,
+    context detectors and number detectors keep theirs: there it keeps prose, base32 runs and
+    digit runs out."""
     token = v.random_token
     return [
         make_detector(
             "anthropic_api_key",
             "secret",
             "ANTHROPIC_API_KEY",
-            r"\bsk-ant-api03-[A-Za-z0-9_-]{93}AA\b",
+            r"sk-ant-api03-[A-Za-z0-9_-]{93}AA\b",
             0.99,
             token,
         ),
@@ -227,7 +237,7 @@ def _known_secrets() -> list[Detector]:
             "anthropic_admin_key",
             "secret",
             "ANTHROPIC_ADMIN_KEY",
-            r"\bsk-ant-admin01-[A-Za-z0-9_-]{93}AA\b",
+            r"sk-ant-admin01-[A-Za-z0-9_-]{93}AA\b",
             0.99,
             token,
         ),
@@ -235,8 +245,8 @@ def _known_secrets() -> list[Detector]:
             "openai_api_key",
             "secret",
             "OPENAI_API_KEY",
-            r"\bsk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{20,100}T3BlbkFJ[A-Za-z0-9_-]{20,100}"
-            r"|\bsk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}\b",
+            r"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{20,100}T3BlbkFJ[A-Za-z0-9_-]{20,100}"
+            r"|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}\b",
             0.99,
             token,
         ),
@@ -244,7 +254,8 @@ def _known_secrets() -> list[Detector]:
             "aws_access_key_id",
             "secret",
             "AWS_ACCESS_KEY_ID",
-            r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b",
+            # A3T[A-Z0-9] keeps its \b: three letters alone match too much base32 (see above).
+            r"(?:\bA3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b",
             0.95,
             token,
         ),
@@ -254,7 +265,7 @@ def _known_secrets() -> list[Detector]:
             "secret",
             "GOOGLE_API_KEY",
             # 35 characters after AIza; one more is captured to see that the token ends there
-            r"\bAIza[0-9A-Za-z_-]{35,36}",
+            r"AIza[0-9A-Za-z_-]{35,36}",
             0.95,
             lambda text: len(text) == 39 and token(text),
         ),
@@ -287,7 +298,7 @@ def _known_secrets() -> list[Detector]:
             "github_token",
             "secret",
             "GITHUB_TOKEN",
-            r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}\b|\bgithub_pat_[A-Za-z0-9_]{82}\b",
+            r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}\b|github_pat_[A-Za-z0-9_]{82}\b",
             0.99,
             token,
         ),
@@ -295,7 +306,7 @@ def _known_secrets() -> list[Detector]:
             "gitlab_token",
             "secret",
             "GITLAB_TOKEN",
-            r"\bgl(?:pat|dt|rt|ptt|soat|cbt|imt)-[A-Za-z0-9_-]{20,64}",
+            r"gl(?:pat|dt|rt|ptt|soat|cbt|imt)-[A-Za-z0-9_-]{20,64}",
             0.95,
             token,
         ),
@@ -303,9 +314,9 @@ def _known_secrets() -> list[Detector]:
             "slack_token",
             "secret",
             "SLACK_TOKEN",
-            r"\bxox[abeoprs]-(?:[0-9]{1,14}-){1,4}[A-Za-z0-9]{8,64}\b"
-            r"|\bxapp-[0-9]-[A-Z0-9]{9,12}-[0-9]{10,14}-[A-Za-z0-9]{30,80}\b"
-            r"|\bxoxe(?:\.xox[bp])?-[0-9]-[A-Za-z0-9]{60,160}\b",
+            r"xox[abeoprs]-(?:[0-9]{1,14}-){1,4}[A-Za-z0-9]{8,64}\b"
+            r"|xapp-[0-9]-[A-Z0-9]{9,12}-[0-9]{10,14}-[A-Za-z0-9]{30,80}\b"
+            r"|xoxe(?:\.xox[bp])?-[0-9]-[A-Za-z0-9]{60,160}\b",
             0.95,
             token,
         ),
@@ -321,16 +332,16 @@ def _known_secrets() -> list[Detector]:
             "stripe_key",
             "secret",
             "STRIPE_KEY",
-            r"\b(?:sk|rk)_live_[A-Za-z0-9]{20,99}\b",
+            r"(?:sk|rk)_live_[A-Za-z0-9]{20,99}\b",
             0.99,
             token,
         ),
-        make_detector("npm_token", "secret", "NPM_TOKEN", r"\bnpm_[A-Za-z0-9]{36}\b", 0.95, token),
+        make_detector("npm_token", "secret", "NPM_TOKEN", r"npm_[A-Za-z0-9]{36}\b", 0.95, token),
         make_detector(
             "pypi_token",
             "secret",
             "PYPI_TOKEN",
-            r"\bpypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,300}",
+            r"pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,300}",
             0.99,
             token,
         ),
@@ -343,7 +354,7 @@ def _known_secrets() -> list[Detector]:
             "jwt",
             "secret",
             "JWT",
-            r"\beyJ[A-Za-z0-9_-]{2,150}\.eyJ[A-Za-z0-9_-]{2,500}\.[A-Za-z0-9_-]{0,350}",
+            r"eyJ[A-Za-z0-9_-]{2,150}\.eyJ[A-Za-z0-9_-]{2,500}\.[A-Za-z0-9_-]{0,350}",
             0.9,
             v.jwt,
         ),

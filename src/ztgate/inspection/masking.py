@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ztgate.core.findings import Finding
-from ztgate.core.maskplan import Action, MaskPlan
+from ztgate.core.maskplan import STRICTNESS, Action, MaskPlan
 from ztgate.detectors.patterns import Detector, python_flags
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.scanner import merge_findings, resolve_overlaps
@@ -105,6 +105,33 @@ def _replacement(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Masked:
+    """One finding's part to replace, what the plan says of it, and how it ranks for naming
+    a merged span (stricter action, then higher confidence, then longer, then earlier)."""
+
+    lo: int
+    hi: int
+    action: Action
+    finding: Finding
+    rank: tuple[int, float, int, int]
+
+
+def _merged(spans: list[_Masked]) -> list[list[_Masked]]:
+    """Spans (sorted by ``lo``) in groups whose unions do not overlap: every character any of
+    them covers is in exactly one group. Adjacent spans stay apart (nothing lies between)."""
+    groups: list[list[_Masked]] = []
+    edge = -1
+    for span in spans:
+        if groups and span.lo < edge:
+            groups[-1].append(span)
+            edge = max(edge, span.hi)
+        else:
+            groups.append([span])
+            edge = span.hi
+    return groups
+
+
 def mask_range(
     text: str,
     start: int,
@@ -117,33 +144,66 @@ def mask_range(
     detectors: Mapping[str, Detector] | None = None,
     offset: int = 0,
 ) -> MaskResult:
-    """Masks ``text[start:end]``, given findings (sorted, non-overlapping) inside it.
+    """Masks ``text[start:end]``, given findings inside it (in any order, overlapping or not).
+
+    Every character that a finding whose action changes text covers (its ``value`` group for
+    a context detector) is replaced: overlapping findings are merged, and their union gets one
+    replacement. A merged span is named by the finding with the strictest action (then the
+    highest confidence, the longest span, the earliest start), and is redacted, or blocked if
+    any of its findings blocks: neither a pseudonym nor a hash of two values glued together
+    names anything, and a pseudonym must stand for one value to be restored. Each finding is
+    recorded in ``applied`` with the action taken on it (so a merged one shows both
+    detectors); ``report`` findings change nothing and do not merge.
 
     The text around the range is context only (word boundaries for re-matching the ``value``
     group); streams mask one released range at a time with it. Offsets in ``applied`` are
     ``offset`` plus positions in ``text``.
     """
     detectors = detectors or {}
-    parts: list[str] = []
     applied: list[AppliedFinding] = []
     blocked: list[str] = []
-    pos = start
-    for finding in findings:
+    spans: list[_Masked] = []
+    for finding in sorted(findings, key=lambda f: (f.start, f.start - f.end)):
         action = plan.action_for(finding)
         if action is None:
             continue
-        lo, hi = _value_span(text, finding, detectors.get(finding.detector))
-        applied.append(
-            AppliedFinding(finding.detector, finding.category, action, lo + offset, hi + offset)
-        )
+        detector = detectors.get(finding.detector)
+        lo, hi = _value_span(text, finding, detector)
+        lo, hi = max(lo, start), min(hi, end)
         if action == "block" and finding.detector not in blocked:
             blocked.append(finding.detector)
-        replacement = _replacement(action, finding.label, text[lo:hi], pseudonyms, hash_key)
+        if action == "report" or hi <= lo:
+            applied.append(
+                AppliedFinding(finding.detector, finding.category, action, lo + offset, hi + offset)
+            )
+            continue
+        confidence = detector.confidence if detector is not None else 0.0
+        rank = (STRICTNESS[action], confidence, hi - lo, -lo)
+        spans.append(_Masked(lo, hi, action, finding, rank))
+    spans.sort(key=lambda m: m.lo)
+    parts: list[str] = []
+    pos = start
+    for group in _merged(spans):
+        lo, hi = group[0].lo, max(m.hi for m in group)
+        if len(group) == 1:
+            action = group[0].action
+        else:
+            action = "block" if any(m.action == "block" for m in group) else "redact"
+        name = max(group, key=lambda m: m.rank).finding.label
+        replacement = _replacement(action, name, text[lo:hi], pseudonyms, hash_key)
         if replacement is not None:
             parts.append(text[pos:lo])
             parts.append(replacement)
             pos = hi
+        for m in group:
+            taken = m.action if m.action == "block" else action
+            applied.append(
+                AppliedFinding(
+                    m.finding.detector, m.finding.category, taken, m.lo + offset, m.hi + offset
+                )
+            )
     parts.append(text[pos:end])
+    applied.sort(key=lambda a: a.start)
     return MaskResult("".join(parts), applied, blocked)
 
 
@@ -174,8 +234,8 @@ def mask_text(
 
 
 def plan_findings(values: list[Finding], checks: list[Finding], plan: MaskPlan) -> list[Finding]:
-    """What to mask in one text, sorted and non-overlapping, from its value findings and its
-    guardrail checks' findings.
+    """What to mask in one text, in leftmost-longest order, from its value findings and its
+    guardrail checks' findings (they may overlap: ``mask_range`` masks their union).
 
     A check policy masks (redact, block, hash) takes in the values it touches, so replacing
     its span leaves no part of them; a check policy only reports is kept where it touches no

@@ -19,8 +19,13 @@ The pipeline, and why each step is there:
    also ends in it (overlapping regions were merged), so this gives exactly the spans one
    ``re`` pass over the whole text would, and the pure-``re`` fallback (no Hyperscan wheel
    for the platform) is that pass; the tests hold the two backends to identical findings.
-4. **Resolution.** Across detectors, leftmost-longest: the earliest start wins, then the
-   longer span, then the higher confidence, then the earlier detector.
+4. **Resolution.** Across detectors, leftmost-longest order: the earliest start first, then
+   the longer span, then the higher confidence, then the earlier detector. A finding wholly
+   inside one before it is dropped: its text is that one's part (an IBAN's digits are no
+   phone number, a partial key block inside a whole one is the same key). Findings that
+   overlap only in part are both kept: dropping either would leave its part outside the
+   other in clear (a generic ``token: ...`` value cut at its bound, with the tail of an
+   Anthropic key beyond it). Masking (``masking.mask_range``) replaces their union once.
 
 Offsets are character offsets into the ``str``. Hyperscan scans a one-byte-per-character
 image of the text (code points up to U+00FF as Latin-1, the rest as ``\\x80``), so its byte
@@ -173,11 +178,13 @@ def _confirm(
 
 
 def _resolve(candidates: list[_Candidate]) -> list[Finding]:
+    """Leftmost-longest findings, without those wholly inside an earlier one; findings that
+    overlap in part are all kept (see the module docstring, step 4)."""
     candidates.sort()
     findings: list[Finding] = []
     edge = 0
     for start, _length, _confidence, _order, end, c in candidates:
-        if start >= edge:
+        if end > edge:
             d = c.detector
             findings.append(Finding(d.id, d.category, d.label, start, end))
             edge = end
@@ -185,11 +192,13 @@ def _resolve(candidates: list[_Candidate]) -> list[Finding]:
 
 
 def resolve_overlaps(findings: list[Finding]) -> list[Finding]:
-    """Non-overlapping findings, leftmost-longest (``findings`` sorted by start)."""
+    """``findings`` in leftmost-longest order, without those wholly inside an earlier one (a
+    repeat of a span included). Findings that overlap in part are all kept: dropping one would
+    leave its part outside the other in clear; masking merges them (``masking.mask_range``)."""
     out: list[Finding] = []
     edge = 0
     for f in sorted(findings, key=lambda f: (f.start, f.start - f.end)):
-        if f.start >= edge:
+        if f.end > edge:
             out.append(f)
             edge = f.end
     return out
@@ -198,18 +207,20 @@ def resolve_overlaps(findings: list[Finding]) -> list[Finding]:
 def merge_findings(
     values: list[Finding], checks: list[Finding], *, checks_first: bool
 ) -> list[Finding]:
-    """One sorted, non-overlapping list from two (each already non-overlapping).
+    """One list, in leftmost-longest order, from value findings and check findings (findings
+    may overlap: masking merges what overlaps).
 
     With ``checks_first`` a check's finding takes in every value finding it touches (its span
-    grows to cover them whole, so no part of a value escapes what replaces the check's span);
-    otherwise the values stay and the checks that touch them are left out."""
+    grows to cover them whole, so no part of a value escapes what replaces the check's span,
+    and the check names it); otherwise the values stay and the checks that touch them are
+    left out."""
     if not checks:
         return values
     if not values:
         return checks
     if not checks_first:
         kept = [c for c in checks if not any(v.start < c.end and c.start < v.end for v in values)]
-        return sorted([*values, *kept], key=lambda f: f.start)
+        return resolve_overlaps([*values, *kept])
     merged: list[Finding] = []
     for check in checks:
         start, end = check.start, check.end
@@ -217,9 +228,9 @@ def merge_findings(
             if v.start < end and start < v.end:
                 start, end = min(start, v.start), max(end, v.end)
         merged.append(Finding(check.detector, check.category, check.label, start, end, check.via))
-    merged = resolve_overlaps(merged)
     rest = [v for v in values if not any(v.start < m.end and m.start < v.end for m in merged)]
-    return sorted([*merged, *rest], key=lambda f: f.start)
+    # Nothing more is dropped: a check inside another may be the one that blocks.
+    return sorted([*merged, *rest], key=lambda f: (f.start, f.start - f.end))
 
 
 def _compile(d: Detector, order: int) -> _Compiled:
@@ -273,8 +284,9 @@ class Scanner:
                 raise ValueError(f"Hyperscan cannot compile the detectors: {exc}") from None
 
     def scan(self, text: str) -> list[Finding]:
-        """Validated findings: non-overlapping, leftmost-longest, sorted by start. A guardrail
-        check's finding never hides a value: where the two overlap, the value is kept."""
+        """Validated findings in leftmost-longest order, none wholly inside another; findings
+        of different detectors may overlap in part (masking merges them). A guardrail check's
+        finding never hides a value: a check that overlaps one is left out."""
         values, checks = self.scan_parts(text)
         if not checks:
             return values

@@ -16,7 +16,9 @@ Why it holds. Text is released only up to a cut before which every match is sett
 - Longer detectors with spaces throughout (a PEM block) must start with a literal anchor
   (``-----BEGIN``): text is held from the first anchor that no settled finding covers yet.
 
-A finding that straddles the cut moves the cut back to its start, so none is cut in two. The
+A finding that straddles the cut moves the cut back to its start, so none is cut in two;
+findings that overlap are masked as their union, so a union that straddles it moves the cut
+back to the union's start. The
 scan also sees released text as context (findings there are ignored), so ``\\b`` at the cut
 reads the text as the whole-text scan does. In prose the first token waits at most H
 characters; only an unfinished long token or key block holds more.
@@ -167,24 +169,47 @@ def _final_findings(
 ) -> tuple[int, list[Finding]]:
     """Where to cut and which findings are settled before it.
 
+    Findings may overlap, and masking replaces the union of overlapping ones at once: the cut
+    never falls inside such a union (it moves back to the union's start), so no merged span
+    is released in two parts, each masked on its own or not at all. Every finding starting
+    before ``limit`` is settled, so a union ending by the cut can grow no further.
+
     Findings wholly in the released context are skipped. One reaching back over the released
     boundary (never seen before, so only possible if the context changed the scan) is clipped
     to the pending text: masking it partly beats letting its tail through.
     """
     cut = limit
     ready: list[Finding] = []
-    for f in findings:
-        if f.end <= released:
-            continue
-        if f.start >= cut:
+    pending = sorted((f for f in findings if f.end > released), key=lambda f: (f.start, -f.end))
+    for union in _unions(pending):
+        start, end = union[0].start, max(f.end for f in union)
+        if start >= cut:
             break
-        if f.end > cut and not final:
-            cut = max(released, f.start)
+        if end > cut and not final:
+            cut = max(released, start)
             break
-        if f.start < released:
-            f = Finding(f.detector, f.category, f.label, released, f.end)
-        ready.append(f)
+        ready.extend(_clipped(f, released) for f in union)
     return cut, ready
+
+
+def _unions(findings: list[Finding]) -> list[list[Finding]]:
+    """Findings (sorted by start) in groups of overlapping ones, as masking merges them."""
+    groups: list[list[Finding]] = []
+    edge = -1
+    for f in findings:
+        if groups and f.start < edge:
+            groups[-1].append(f)
+            edge = max(edge, f.end)
+        else:
+            groups.append([f])
+            edge = f.end
+    return groups
+
+
+def _clipped(f: Finding, released: int) -> Finding:
+    if f.start < released:
+        return Finding(f.detector, f.category, f.label, released, f.end, f.via)
+    return f
 
 
 class StreamRestorer:
