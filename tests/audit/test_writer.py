@@ -6,16 +6,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.audit.store import backends
 from ztgate.audit.chain import checkpoint_signature_problem, verify_chain_async
-from ztgate.audit.events import AuditEvent
+from ztgate.audit.events import AuditEvent, StoredEvent
 from ztgate.audit.signing import SigningKey
-from ztgate.audit.store.base import AuditStore, StoredRecording, StoreUnavailable
+from ztgate.audit.store.base import AuditStore, StoredRecording, StoreFull, StoreUnavailable
 from ztgate.audit.store.postgres import PostgresStore
 from ztgate.audit.store.sqlite import SQLiteStore
 from ztgate.audit.writer import AuditWriter
@@ -183,6 +183,108 @@ async def test_recordings_arriving_together_share_a_transaction(
     ]
     await asyncio.gather(*(writer.put_recording(r, within=0.05) for r in stored))
     assert await store.recordings("s1") == stored
+
+
+class CrampedStore(SQLiteStore):
+    """A store with room for events and small recordings, not for a big one: a transaction
+    holding a recording of more than ``ROOM`` bytes fails as a full disk fails it."""
+
+    ROOM = 100
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.full = 0  # transactions refused for lack of room
+
+    def _check(self, recordings: Sequence[StoredRecording]) -> None:
+        if any(len(r.blob or b"") > self.ROOM for r in recordings):
+            self.full += 1
+            raise StoreFull("audit store: database or disk is full", retry_after=5)
+
+    async def append(
+        self, events: Sequence[AuditEvent], recordings: Sequence[StoredRecording] = ()
+    ) -> list[StoredEvent]:
+        self._check(recordings)
+        return await super().append(events, recordings)
+
+    async def put_recordings(self, recordings: Sequence[StoredRecording]) -> None:
+        self._check(recordings)
+        await super().put_recordings(recordings)
+
+
+def recording(request_id: str, size: int) -> StoredRecording:
+    return StoredRecording(request_id, "s-room", "p", 1.0, size, False, False, b"x" * size)
+
+
+@pytest.fixture
+async def cramped(tmp_path: Path) -> AsyncIterator[tuple[AuditWriter, CrampedStore]]:
+    store = CrampedStore(tmp_path / "audit.db")
+    await store.migrate()
+    writer = AuditWriter(store, KEY, checkpoint_every=1_000_000, checkpoint_interval=3600)
+    await writer.start()
+    yield writer, store
+    await writer.close()
+    await store.close()
+
+
+async def test_a_recording_without_room_is_lost_alone_not_the_events_it_rode_with(
+    cramped: tuple[AuditWriter, CrampedStore],
+) -> None:
+    """A full disk with room for events: the events a big recording rode with are committed
+    without it (the callers waiting on them are not refused), the small recordings riding
+    with it are stored, and only the big one's waiter learns it was lost (StoreFull)."""
+    writer, store = cramped
+    waiting = {
+        request_id: asyncio.create_task(writer.put_recording(recording(request_id, size), within=5))
+        for request_id, size in (("small-1", 10), ("big", 1000), ("small-2", 20))
+    }
+    await asyncio.sleep(0.05)
+    assert writer.recordings_waiting == 3
+    stored = await asyncio.gather(*(writer.write([event(i)]) for i in range(5)))
+    assert [batch[0].data()["n"] for batch in stored] == list(range(5))
+    outcomes = await asyncio.gather(*waiting.values(), return_exceptions=True)
+    assert outcomes[0] is None
+    assert outcomes[2] is None
+    assert isinstance(outcomes[1], StoreFull)
+    assert [r.request_id for r in await store.recordings("s-room")] == ["small-1", "small-2"]
+    assert writer.recordings_waiting == 0
+    assert not writer.failing  # the events went in: the store is not down
+    assert store.full >= 2  # with its events, then alone
+    await writer.close()
+    await verify(store)
+
+
+async def test_a_lone_recording_without_room_fails_its_waiter_only(
+    cramped: tuple[AuditWriter, CrampedStore],
+) -> None:
+    writer, store = cramped
+    big = asyncio.create_task(writer.put_recording(recording("big", 1000), within=5))
+    await asyncio.sleep(0.05)
+    [[stored]] = await asyncio.gather(writer.write([event(1)]))
+    with pytest.raises(StoreFull):
+        await big
+    assert stored.seq == 1
+    # Stored on their own (no events to ride with): the big one alone is lost.
+    outcomes = await asyncio.gather(
+        writer.put_recording(recording("big-2", 1000), within=0.02),
+        writer.put_recording(recording("small", 10), within=0.02),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], StoreFull)
+    assert outcomes[1] is None
+    assert [r.request_id for r in await store.recordings("s-room")] == ["small"]
+
+
+async def test_events_without_room_are_refused(cramped: tuple[AuditWriter, CrampedStore]) -> None:
+    """No room for the events themselves: their callers are refused, as for any failure."""
+    writer, store = cramped
+
+    async def full(*args: object, **kwargs: object) -> list[StoredEvent]:
+        raise StoreFull("audit store: database or disk is full", retry_after=5)
+
+    store.append = full  # type: ignore[method-assign]
+    with pytest.raises(StoreFull):
+        await writer.write([event(1)])
+    assert writer.failing
 
 
 async def test_sqlite_failure_reaches_every_waiter_and_service_resumes(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from ztgate.audit.capture import ResponseCapture
 from ztgate.audit.record import outcome_event, request_event, session_id
 from ztgate.audit.recording import Recording
 from ztgate.audit.sealing import Sealer, store_recording
-from ztgate.audit.store.base import StoreUnavailable
+from ztgate.audit.store.base import StoreFull, StoreUnavailable
 from ztgate.audit.writer import AuditWriter
 from ztgate.config.model import RecordingsConfig
 from ztgate.core.context import RequestContext
@@ -79,10 +79,25 @@ class AuditRecorder:
 
     async def _finish(self, ctx: RequestContext) -> None:
         events = [outcome_event(ctx)] if ctx.audited else [request_event(ctx), outcome_event(ctx)]
+        recorded = isinstance(ctx.capture, ResponseCapture)
         try:
             # An outcome nobody waits on joins the next transaction (at most 50 ms later).
             await self._writer.write(events, within=OUTCOME_DELAY if ctx.audited else 0.0)
-            if isinstance(ctx.capture, ResponseCapture):
+        except StoreUnavailable as exc:
+            # The answer has gone (or is a refusal): all that is left is to say so loudly. The
+            # recording is not tried on a store that just failed; it is lost too, and said so.
+            log.error(
+                "the audit store could not record a request's outcome",
+                extra={
+                    "event": "audit_outcome_lost",
+                    "request_id": ctx.request_id,
+                    "recording_lost": recorded,
+                    "error": exc.message,
+                },
+            )
+            return
+        if isinstance(ctx.capture, ResponseCapture):
+            try:
                 await self._writer.put_recording(
                     store_recording(
                         self._recording(ctx, ctx.capture),
@@ -91,12 +106,18 @@ class AuditRecorder:
                     ),
                     within=OUTCOME_DELAY,
                 )
-        except StoreUnavailable:
-            # The answer has gone (or is a refusal): all that is left is to say so loudly.
-            log.error(
-                "the audit store could not record a request's outcome",
-                extra={"event": "audit_outcome_lost", "request_id": ctx.request_id},
-            )
+            except StoreUnavailable as exc:
+                # Its events are committed (the audit's promise holds); what the caller sent
+                # and got is not kept. A full disk (StoreFull) loses recordings first.
+                log.error(
+                    "the audit store could not keep a request's recording",
+                    extra={
+                        "event": "audit_recording_lost",
+                        "request_id": ctx.request_id,
+                        "no_room": isinstance(exc, StoreFull),
+                        "error": exc.message,
+                    },
+                )
 
     @staticmethod
     def _recording(ctx: RequestContext, capture: ResponseCapture) -> Recording:

@@ -7,6 +7,12 @@ previous transaction ran (up to ``max_batch`` events) and appends it in one tran
 caller's ``write`` returns once its own events are committed, or raises StoreUnavailable,
 which the data path answers with 503.
 
+Recordings waiting for a commit ride along with the next transaction of events. A recording
+can be megabytes where a request's events are a few KB, so when the store has no room for the
+transaction (:class:`StoreFull`: a full disk) the events are committed again alone and the
+recordings tried one by one: a recording that does not fit is lost (its waiter is told, and
+the recorder logs it), never the events it rode with.
+
 The writer also signs checkpoints: every ``checkpoint_every`` events it appended, every
 ``checkpoint_interval`` seconds when the chain's head moved (on PostgreSQL, other replicas
 move it too), and when it closes.
@@ -27,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ztgate.audit.chain import sign_checkpoint
 from ztgate.audit.events import AuditEvent, Checkpoint, StoredEvent
 from ztgate.audit.signing import SigningKey, load_signing_key
-from ztgate.audit.store.base import AuditStore, StoredRecording, StoreUnavailable
+from ztgate.audit.store.base import AuditStore, StoredRecording, StoreFull, StoreUnavailable
 from ztgate.config.model import GatewayConfig
 
 log = logging.getLogger("ztgate.audit")
@@ -63,6 +69,7 @@ class AuditWriter:
         self._recordings: list[tuple[StoredRecording, asyncio.Future[None]]] = []
         self._recordings_timer: asyncio.TimerHandle | None = None
         self._storing: set[asyncio.Task[None]] = set()
+        self._recordings_waiting = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._retention = recording_retention
@@ -146,6 +153,7 @@ class AuditWriter:
             self._retention_task = None
         await task
         self._task = None
+        await asyncio.gather(*self._storing, return_exceptions=True)  # recordings retried alone
         await self._checkpoint(head=None)
 
     # -- writing
@@ -178,39 +186,62 @@ class AuditWriter:
         self._deferred = None
         self._wakeup.set()
 
+    @property
+    def recordings_waiting(self) -> int:
+        """Recordings handed to the writer and not yet stored or given up (for the metrics:
+        bounded by the requests that finished in the last moments, unless the store is slow)."""
+        return self._recordings_waiting
+
     async def put_recording(self, recording: StoredRecording, *, within: float = 0.0) -> None:
         """Store a request's recording beside the chain. With ``within`` (seconds), the
-        recordings that arrive meanwhile share one transaction, stored that much later."""
-        if within <= 0:
-            await self.store.put_recordings([recording])
-            return
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._recordings.append((recording, done))
-        if self._recordings_timer is None:
-            self._recordings_timer = loop.call_later(within, self._flush_recordings)
-        await done
+        recordings that arrive meanwhile share one transaction, stored that much later.
+        StoreUnavailable (StoreFull when there was no room for it) when it was not stored."""
+        self._recordings_waiting += 1
+        try:
+            if within <= 0:
+                await self.store.put_recordings([recording])
+                return
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[None] = loop.create_future()
+            self._recordings.append((recording, done))
+            if self._recordings_timer is None:
+                self._recordings_timer = loop.call_later(within, self._flush_recordings)
+            await done
+        finally:
+            self._recordings_waiting -= 1
 
     def _flush_recordings(self) -> None:
         self._recordings_timer = None
         batch, self._recordings = self._recordings, []
         if batch:
-            task = asyncio.get_running_loop().create_task(self._store_recordings(batch))
-            self._storing.add(task)
-            task.add_done_callback(self._storing.discard)
+            self._store_in_background(batch)
+
+    def _store_in_background(
+        self, batch: list[tuple[StoredRecording, asyncio.Future[None]]], *, each: bool = False
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(self._store_recordings(batch, each=each))
+        self._storing.add(task)
+        task.add_done_callback(self._storing.discard)
 
     async def _store_recordings(
-        self, batch: list[tuple[StoredRecording, asyncio.Future[None]]]
+        self, batch: list[tuple[StoredRecording, asyncio.Future[None]]], *, each: bool = False
     ) -> None:
+        """Store ``batch`` in one transaction (or, with ``each``, one transaction per
+        recording). When the store has no room for them all, each is tried on its own: one
+        recording too large for what is left must not lose the others."""
+        if each:
+            for one in batch:
+                await self._store_recordings([one])
+            return
         try:
             await self.store.put_recordings([recording for recording, _ in batch])
+        except StoreFull as exc:
+            if len(batch) == 1:
+                _settle(batch, exc)
+            else:
+                await self._store_recordings(batch, each=True)
         except Exception as exc:  # every waiter learns
-            _settle(
-                batch,
-                exc
-                if isinstance(exc, StoreUnavailable)
-                else StoreUnavailable(f"the audit store failed: {type(exc).__name__}: {exc}"),
-            )
+            _settle(batch, _as_unavailable(exc))
         else:
             _settle(batch, None)
 
@@ -264,15 +295,9 @@ class AuditWriter:
                 self._recordings_timer = None
             began = time.perf_counter()
             try:
-                stored = await self.store.append(
-                    [e for p in batch for e in p.events], [r for r, _ in riding]
-                )
+                stored, without = await self._append([e for p in batch for e in p.events], riding)
             except Exception as exc:  # every waiter learns; later writes try the store again
-                failure = (
-                    exc
-                    if isinstance(exc, StoreUnavailable)
-                    else StoreUnavailable(f"the audit store failed: {type(exc).__name__}: {exc}")
-                )
+                failure = _as_unavailable(exc)
                 self.failing = True
                 if self._on_failure is not None:
                     self._on_failure(sum(len(p.events) for p in self._queue))
@@ -283,7 +308,10 @@ class AuditWriter:
             if self._on_commit is not None:
                 queued = sum(len(p.events) for p in self._queue)
                 self._on_commit(time.perf_counter() - began, len(stored), queued)
-            _settle(riding, None)
+            if without is None:
+                _settle(riding, None)
+            else:
+                self._recordings_without_room(riding, without)
             self.transactions += 1
             self.events_written += len(stored)
             offset = 0
@@ -297,6 +325,37 @@ class AuditWriter:
                 await self._checkpoint(head=stored[-1])
             elif time.monotonic() >= self._next_checkpoint_at:
                 await self._checkpoint(head=None)
+
+    async def _append(
+        self,
+        events: list[AuditEvent],
+        riding: list[tuple[StoredRecording, asyncio.Future[None]]],
+    ) -> tuple[list[StoredEvent], StoreFull | None]:
+        """Commit ``events`` with the recordings riding along; when the store had no room for
+        them all, the events again alone. What was stored, and the StoreFull that left the
+        recordings out (None when they were stored).
+
+        A recording is up to ``audit.recordings.max_bytes``, a request's events a few KB: on a
+        disk with room for the events but not for a recording, committing them together would
+        refuse callers whose events fit (503) and lose outcomes of answered requests. The
+        events are the promise ("no audit, no access"); a recording is kept when it fits."""
+        try:
+            return await self.store.append(events, [r for r, _ in riding]), None
+        except StoreFull as exc:
+            if not riding:
+                raise
+            return await self.store.append(events), exc
+
+    def _recordings_without_room(
+        self, riding: list[tuple[StoredRecording, asyncio.Future[None]]], failure: StoreFull
+    ) -> None:
+        """The recordings left out of a commit for lack of room: one is lost (its waiter
+        says so); several are tried again one by one, in the background, so that the one
+        that did not fit takes no other with it."""
+        if len(riding) == 1:
+            _settle(riding, failure)
+        else:
+            self._store_in_background(riding, each=True)
 
     def _take_batch(self) -> list[_Pending]:
         """Everything queued, up to ``max_batch`` events (a larger single write goes alone)."""
@@ -342,6 +401,13 @@ class AuditWriter:
         self._checkpointed_seq = checkpoint.seq
         self._since_checkpoint = 0
         return checkpoint
+
+
+def _as_unavailable(exc: Exception) -> StoreUnavailable:
+    """Any failure of the store as what the data path answers 503 to."""
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    return StoreUnavailable(f"the audit store failed: {type(exc).__name__}: {exc}")
 
 
 def _settle(

@@ -245,12 +245,29 @@ async def _get_json(session: aiohttp.ClientSession, url: str) -> object:
         async with session.get(url, timeout=_FETCH_TIMEOUT, allow_redirects=False) as response:
             if response.status != 200:
                 raise KeyFetchError(f"GET {url} answered {response.status}")
-            body = await response.content.read(_MAX_DOCUMENT_BYTES + 1)
+            body = await _read_bounded(response, url)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise KeyFetchError(f"GET {url} failed: {type(exc).__name__}") from exc
-    if len(body) > _MAX_DOCUMENT_BYTES:
-        raise KeyFetchError(f"GET {url} returned more than {_MAX_DOCUMENT_BYTES} bytes")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise KeyFetchError(f"GET {url} did not return JSON") from exc
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, url: str) -> bytes:
+    """The whole body, refused once past ``_MAX_DOCUMENT_BYTES``.
+
+    One ``read(n)`` returns what has arrived so far, not ``n`` bytes: a document that comes
+    in pieces (slowly, over TLS, through a proxy that flushes early) would be cut short and
+    fail as "not JSON", and the limit would never be what refuses a huge one. So the body is
+    read piece by piece to its end, and the fetch stops as soon as it is too long (a declared
+    ``Content-Length`` over the limit stops it before reading anything)."""
+    too_long = KeyFetchError(f"GET {url} returned more than {_MAX_DOCUMENT_BYTES} bytes")
+    if (response.content_length or 0) > _MAX_DOCUMENT_BYTES:
+        raise too_long
+    body = bytearray()
+    async for piece in response.content.iter_any():
+        body += piece
+        if len(body) > _MAX_DOCUMENT_BYTES:
+            raise too_long
+    return bytes(body)

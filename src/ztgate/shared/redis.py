@@ -16,21 +16,32 @@ from redis.backoff import NoBackoff
 from ztgate.core.errors import ServiceUnavailable
 
 _PREFIX = "ztgate:claim:"
+SOCKET_TIMEOUT = 2.0  # seconds: what a slow or unreachable Redis costs a caller, once
+MAX_CONNECTIONS = 64  # per process: far above what the gateway uses (19 to 36 at 1,000 streams)
 
 
 class RedisState:
     kind = "redis"
 
     def __init__(self, url: str) -> None:
-        # One immediate retry on a broken connection: after a Redis restart, pooled connections
-        # are dead, and the first command should reconnect rather than refuse a request.
-        self._redis = aioredis.Redis.from_url(
+        # One immediate retry on a broken connection only: after a Redis restart, pooled
+        # connections are dead, and the first command should reconnect rather than refuse a
+        # request. Not on a timeout (redis-py's Retry retries those by default): a Redis slower
+        # than the socket timeout would then hold each caller for two timeouts, not one.
+        # A bounded pool: a slow Redis holds every connection for up to the timeout, and an
+        # unbounded pool would answer each new caller with a new connection to it (more load
+        # on a server already slow, up to its maxclients). Past the bound a caller waits up to
+        # the same timeout for a free connection, then is refused (ConnectionError: 503).
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            retry=Retry(NoBackoff(), 1),
+            max_connections=MAX_CONNECTIONS,
+            timeout=SOCKET_TIMEOUT,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
             retry_on_error=[redis.exceptions.ConnectionError],
         )
+        self._redis = aioredis.Redis.from_pool(pool)
 
     async def add(self, items: Sequence[tuple[str, int, int]]) -> list[int]:
         try:

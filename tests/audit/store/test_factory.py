@@ -22,7 +22,7 @@ async def test_a_relative_sqlite_path_is_relative_to_the_working_directory(
         assert isinstance(store, SQLiteStore)
         assert store.path == tmp_path / ".ztgate" / "nested" / "audit.db"
         assert store.path.parent.is_dir()  # created for it
-        assert await store.migrate() == ["0001_audit", "0002_reviews"]
+        assert await store.migrate() == ["0001_audit", "0002_reviews", "0003_health"]
         assert store.path.exists()
     finally:
         await store.close()

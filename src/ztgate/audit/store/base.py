@@ -1,7 +1,8 @@
 """What an audit store does, whatever the database: the contract both backends meet.
 
 Every method is a coroutine (SQLite's run on a thread of its own). A failure to reach or
-write the database raises :class:`StoreUnavailable`, which the data path turns into 503.
+write the database raises :class:`StoreUnavailable`, which the data path turns into 503; a
+write the database had no room for raises its subclass :class:`StoreFull`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ ReviewChange = Callable[[Review], Review]
 
 class StoreUnavailable(ServiceUnavailable):
     """The audit store cannot record: nothing may go upstream unrecorded."""
+
+
+class StoreFull(StoreUnavailable):
+    """The store had no room for what it was given (a full disk), and wrote none of it.
+
+    Told apart from other failures because the size of the write matters: a recording (up to
+    ``audit.recordings.max_bytes``) may not fit where a request's few-KB events still do, so
+    the writer retries the events without the recordings they were committed with, rather
+    than refusing callers whose events would have fit. Raised only when the database said so
+    and the transaction is known not to have committed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +78,9 @@ class AuditStore(Protocol):
     async def close(self) -> None: ...
 
     async def ping(self) -> None:
-        """Raise StoreUnavailable unless the store can be written now."""
+        """Raise StoreUnavailable unless the store can be written now: a real write (of one
+        row), so a full disk or a read-only database shows as down, as the next append
+        would find it."""
         ...
 
     async def append(

@@ -31,6 +31,7 @@ from ztgate.audit.store.base import (
     SessionQuery,
     SessionSummary,
     StoredRecording,
+    StoreFull,
     StoreUnavailable,
 )
 from ztgate.audit.store.common import (
@@ -116,10 +117,14 @@ class PostgresStore:
     # -- plumbing: pooled connections, one retry on a dead one, every failure StoreUnavailable
 
     def _unavailable(self, what: str, exc: BaseException) -> StoreUnavailable:
+        """The failure as the writer sees it: StoreFull when the server answered that it had
+        no room (SQLSTATE 53100: the statement, so its transaction, failed; never a lost
+        connection, after which a commit may have happened)."""
         detail = scrub(f"{type(exc).__name__}: {exc}", {"***": self._password})
-        return StoreUnavailable(
-            f"audit store {self.target}: {what} failed: {detail}", retry_after=5
-        )
+        message = f"audit store {self.target}: {what} failed: {detail}"
+        if isinstance(exc, asyncpg.exceptions.DiskFullError):
+            return StoreFull(message, retry_after=5)
+        return StoreUnavailable(message, retry_after=5)
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._closed:
@@ -142,20 +147,42 @@ class PostgresStore:
         work: Callable[[PoolConnectionProxy[asyncpg.Record]], Awaitable[T]],
     ) -> T:
         """Run ``work`` on a pooled connection. ``work`` must raise StoreUnavailable itself
-        for a failure after which a retry could repeat a commit."""
+        for a failure after which a retry could repeat a commit.
+
+        Only a failure of ``work`` (or of getting a connection) is retried, never one of
+        handing the connection back: the pool resets it on release (a query), which fails
+        when the connection died just after ``work`` ended, and retrying then would run a
+        committed append again (the same events twice in the chain, for a caller answered
+        once: seen when PostgreSQL connections were reset under load)."""
         for attempt in (1, 2):
             try:
                 pool = await self._get_pool()
-                async with pool.acquire(timeout=self._connect_timeout) as connection:
-                    return await work(connection)
+                connection = await pool.acquire(timeout=self._connect_timeout)
             except _CONNECTION_LOST as exc:
                 if attempt == 2:
                     raise self._unavailable(what, exc) from exc
-                if self._pool is not None:
-                    await self._pool.expire_connections()
+                await self._expire_connections()
+                continue
             except _FAILURES as exc:
                 raise self._unavailable(what, exc) from exc
+            try:
+                result = await work(connection)
+            except BaseException as exc:
+                await _release(pool, connection)
+                if isinstance(exc, _CONNECTION_LOST) and attempt == 1:
+                    await self._expire_connections()
+                    continue
+                if isinstance(exc, _FAILURES):
+                    raise self._unavailable(what, exc) from exc
+                raise
+            await _release(pool, connection)
+            return result
         raise AssertionError("unreachable")
+
+    async def _expire_connections(self) -> None:
+        """A connection was found dead: so are its siblings, likely (a restart, a failover)."""
+        if self._pool is not None:
+            await self._pool.expire_connections()
 
     async def _fetch(self, what: str, sql: str, *args: Any) -> list[Any]:
         async def work(connection: PoolConnectionProxy[asyncpg.Record]) -> list[Any]:
@@ -210,7 +237,12 @@ class PostgresStore:
                 pool.terminate()
 
     async def ping(self) -> None:
-        rows = await self._fetch("ping", "SELECT pg_is_in_recovery(), to_regclass('events')")
+        # A standby, or a database whose sessions default to read-only, refuses every append.
+        rows = await self._fetch(
+            "ping",
+            "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on', "
+            "to_regclass('events')",
+        )
         if rows[0][0]:
             raise StoreUnavailable(f"audit store {self.target}: the database is read-only")
         if rows[0][1] is None:
@@ -506,6 +538,13 @@ class _Where:
 
     def sql(self) -> str:
         return f"WHERE {' AND '.join(self.conditions)}" if self.conditions else ""
+
+
+async def _release(pool: asyncpg.Pool, connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+    """Give ``connection`` back. A reset that fails has the pool close it, and changes
+    nothing of what was done on it, so the failure is not the caller's."""
+    with contextlib.suppress(*_FAILURES):
+        await pool.release(connection)
 
 
 def _search_sql(query: AuditQuery) -> tuple[str, list[Any]]:

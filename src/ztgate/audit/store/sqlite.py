@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from ztgate.audit.store.base import (
     SessionQuery,
     SessionSummary,
     StoredRecording,
+    StoreFull,
     StoreUnavailable,
 )
 from ztgate.audit.store.common import (
@@ -54,6 +56,9 @@ T = TypeVar("T")
 # make every search fail).
 _EIGHT = ", ".join("?" * 8)  # a review row's placeholders
 _DOC = "(CASE WHEN json_valid(CAST(body AS TEXT)) THEN CAST(body AS TEXT) END)"
+# What a readiness ping writes beside its row: a few pages, as many as a small append writes
+# (its events' row and three index entries), so a store with no room for those is not ready.
+_PING_BYTES = 16 * 1024
 
 
 class SQLiteStore:
@@ -83,9 +88,8 @@ class SQLiteStore:
         try:
             return await loop.run_in_executor(self._executor, self._call, work)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(
-                f"audit store {self.path}: {what} failed: {exc}", retry_after=5
-            ) from exc
+            failure = StoreFull if _no_room(exc) else StoreUnavailable
+            raise failure(f"audit store {self.path}: {what} failed: {exc}", retry_after=5) from exc
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         connection = self._connection or self._connect()
@@ -169,9 +173,18 @@ class SQLiteStore:
         self._executor.shutdown(wait=False)
 
     async def ping(self) -> None:
+        """Rewrite the one row of ``health`` (migration ``0003_health``), with about as many
+        pages as a small append writes: taking the write lock alone is let through by a full
+        disk or a read-only file, and a smaller write can fit in the tail of the WAL where a
+        request's events no longer do, so readiness would say ready while every request is
+        refused."""
+
         def work(connection: sqlite3.Connection) -> None:
             with self._write(connection):
-                connection.execute("SELECT 1 FROM events LIMIT 1").fetchall()
+                connection.execute(
+                    "INSERT OR REPLACE INTO health (id, at, pad) VALUES (1, ?, zeroblob(?))",
+                    (time.time(), _PING_BYTES),
+                )
 
         await self._run("ping", work)
 
@@ -516,3 +529,12 @@ def _insert_recordings(
             for r in recordings
         ],
     )
+
+
+def _no_room(exc: sqlite3.Error | OSError) -> bool:
+    """Whether SQLite (SQLITE_FULL, also as an extended code) or the OS (ENOSPC, EDQUOT) said
+    there was no room: the transaction was rolled back, nothing of it committed."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL
