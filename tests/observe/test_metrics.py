@@ -3,6 +3,7 @@ their own; with workers, any worker answers with all of them."""
 
 from __future__ import annotations
 
+import asyncio
 import string
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from ztgate.core.context import RequestContext
 from ztgate.core.decision import Decision, Effect
 from ztgate.core.findings import FindingRecord
 from ztgate.core.identity import Identity
-from ztgate.observe.metrics import Metrics
+from ztgate.observe.metrics import Metrics, RuntimeSizes
 from ztgate.wire.routes import match_route
 
 POLICY = (
@@ -159,6 +160,28 @@ def _ask(client: httpx.Client, url: str, token: str, model: str) -> int:
     return response.status_code
 
 
+async def test_the_process_sizes_are_read_at_each_scrape_and_every_interval() -> None:
+    metrics = Metrics()
+    reading = {"tasks": 3}
+
+    def sizes() -> RuntimeSizes:
+        return RuntimeSizes(reading["tasks"], 2, 5, 1)
+
+    metrics.watch_runtime(sizes, interval=0.01)
+    try:
+        await asyncio.sleep(0.05)
+        # read by the loop, before any scrape
+        assert metrics.registry.get_sample_value("ztgate_asyncio_tasks") == 3
+        reading["tasks"] = 7
+        text = metrics.exposition().decode()  # and at the scrape itself
+    finally:
+        await metrics.close()
+    assert _value(text, "ztgate_asyncio_tasks") == 7
+    assert _value(text, "ztgate_upstream_idle_connections") == 2
+    assert _value(text, "ztgate_token_cache_entries") == 5
+    assert _value(text, "ztgate_audit_queue_recordings") == 1
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_scrape_shows_every_workers_requests_on_the_metrics_port_only(
     gateways: tuple[GatewayProcesses, RunningStack], workers: int
@@ -198,6 +221,13 @@ def test_a_scrape_shows_every_workers_requests_on_the_metrics_port_only(
     assert _value(text, "ztgate_audit_events_total") >= 9
     assert _value(text, "ztgate_stage_duration_seconds_count", stage="inspect") == 12
     assert _value(text, "ztgate_audit_store_up") == 1
+    # The sizes a soak watches, summed over the workers: each served the one token and kept
+    # its upstream connection for the next request.
+    assert 1 <= _value(text, "ztgate_token_cache_entries") <= workers
+    assert 1 <= _value(text, "ztgate_upstream_idle_connections") <= workers
+    assert _value(text, "ztgate_asyncio_tasks") >= workers
+    assert "ztgate_audit_queue_recordings " in text  # recordings ride with the next commit
+    assert _value(text, "ztgate_audit_queue_recordings") <= 12
     # The data path's listener has no /metrics, and the metrics listener nothing else.
     assert httpx.get(url + "/metrics").status_code == 404
     assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 404

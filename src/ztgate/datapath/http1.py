@@ -287,6 +287,11 @@ class ConnectionPool:
         self._max_idle = max_idle
         self._idle: list[_Connection] = []
 
+    @property
+    def idle(self) -> int:
+        """Kept-alive connections waiting for a request (bounded by ``max_idle``)."""
+        return len(self._idle)
+
     async def request(
         self,
         method: str,

@@ -29,7 +29,7 @@ from ztgate.inspection.guardrails import derived_check_ids
 from ztgate.inspection.inspector import configured_detectors, inspector_from_config
 from ztgate.inspection.judge import GuardrailJudge
 from ztgate.observe.endpoint import serve_metrics
-from ztgate.observe.metrics import Metrics
+from ztgate.observe.metrics import Metrics, RuntimeSizes
 from ztgate.observe.tracing import Tracer, tracer_from_config
 from ztgate.policy.decider import PolicyDecider
 from ztgate.policy.loader import Serving
@@ -202,6 +202,14 @@ class Runtime:
         if metrics is not None:
             metrics.count_reviews(
                 lambda: _pending_reviews(trail.store), config.metrics.reviews_interval
+            )
+            metrics.watch_runtime(
+                lambda: RuntimeSizes(
+                    tasks=len(asyncio.all_tasks()),
+                    upstream_idle=upstream.idle_connections,
+                    cached_tokens=verifier.cached_tokens,
+                    recordings_waiting=trail.writer.recordings_waiting,
+                )
             )
             host, _, port = config.metrics.listen.rpartition(":")
             metrics_server = await serve_metrics(metrics, host.strip("[]"), int(port))

@@ -30,6 +30,10 @@ class UpstreamClient:
             ca_file=config.ca_file,
         )
 
+    @property
+    def idle_connections(self) -> int:
+        return self._pool.idle
+
     async def close(self) -> None:
         self._pool.close()
 

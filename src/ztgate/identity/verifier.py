@@ -145,6 +145,11 @@ class TokenVerifier:
                 del self._cache[next(iter(self._cache))]
         self._cache[digest] = entry
 
+    @property
+    def cached_tokens(self) -> int:
+        """Verified tokens remembered (at most ``identity.token_cache_size``)."""
+        return len(self._cache)
+
     def status(self) -> dict[str, dict[str, Any]]:
         """Per-issuer key health for ``/readyz``; holds no key material."""
         report: dict[str, dict[str, Any]] = {}

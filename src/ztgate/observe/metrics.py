@@ -1,8 +1,9 @@
 """Prometheus metrics: what the gateway does, for the platform team's dashboards and alerts.
 
 Every figure comes from the request context once the request is over (``request_finished``),
-from the audit writer's commits, the verifier's key refreshes and a periodic count of pending
-reviews; nothing here changes what happens to a request. Labels are bounded: endpoints,
+from the audit writer's commits, the verifier's key refreshes, a periodic count of pending
+reviews and a periodic reading of the process' sizes (tasks, pools, caches, queues: what a
+leak would grow); nothing here changes what happens to a request. Labels are bounded: endpoints,
 decisions, status codes, stages, detector ids and issuer names come from ztgate's own
 vocabulary or its configuration, never from a caller (no principal, request id or model).
 
@@ -19,6 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -39,6 +41,16 @@ _REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
                     60, 120, 300, 600)  # fmt: skip
 _COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                    0.5, 1, 2.5, 5, 10, 30)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSizes:
+    """What a long-running process holds that a leak would grow; each has a bound."""
+
+    tasks: int  # asyncio tasks: about one per request in flight, plus a few of the gateway's
+    upstream_idle: int  # kept-alive upstream connections (at most upstream.max_connections)
+    cached_tokens: int  # verified tokens remembered (at most identity.token_cache_size)
+    recordings_waiting: int  # recordings waiting for the store
 
 
 class Metrics:
@@ -154,6 +166,31 @@ class Metrics:
             ["issuer"],
             registry=r,
         )
+        self.tasks = Gauge(
+            "ztgate_asyncio_tasks",
+            "asyncio tasks alive: about one per request in flight, plus a few of the gateway's.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.upstream_idle = Gauge(
+            "ztgate_upstream_idle_connections",
+            "Kept-alive upstream connections waiting for a request (upstream.max_connections).",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.cached_tokens = Gauge(
+            "ztgate_token_cache_entries",
+            "Verified tokens remembered (identity.token_cache_size).",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.recordings_waiting = Gauge(
+            "ztgate_audit_queue_recordings",
+            "Recordings waiting to be written to the store.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self._sizes: Callable[[], RuntimeSizes] | None = None
         self._streaming: set[int] = set()  # id() of streamed requests under way
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -239,8 +276,30 @@ class Metrics:
 
         self._tasks.append(asyncio.create_task(loop(), name="ztgate-metrics-reviews"))
 
+    def watch_runtime(self, sizes: Callable[[], RuntimeSizes], interval: float = 1.0) -> None:
+        """Read the process' sizes every ``interval`` (and at each scrape of this process), so
+        that a soak or a dashboard sees a leak as a line that keeps rising."""
+        self._sizes = sizes
+
+        async def loop() -> None:
+            while True:
+                self._read_sizes()
+                await asyncio.sleep(interval)
+
+        self._tasks.append(asyncio.create_task(loop(), name="ztgate-metrics-runtime"))
+
+    def _read_sizes(self) -> None:
+        if self._sizes is None:
+            return
+        sizes = self._sizes()
+        self.tasks.set(sizes.tasks)
+        self.upstream_idle.set(sizes.upstream_idle)
+        self.cached_tokens.set(sizes.cached_tokens)
+        self.recordings_waiting.set(sizes.recordings_waiting)
+
     def exposition(self) -> bytes:
         """The text a scrape gets: this process' registry, or every worker's figures."""
+        self._read_sizes()
         if self.multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
