@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tools/node_modules/.installed
 
-.PHONY: demo test lint typecheck unit reliability bench bench-quality bench-guardrails setup services clean system-tools
+.PHONY: demo test lint typecheck unit reliability bench bench-quality bench-guardrails setup services clean system-tools supply-chain
 
 setup: $(STAMP) $(NODE_STAMP) system-tools
 
@@ -55,8 +55,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: setup lint typecheck
+test: setup lint typecheck supply-chain
 	$(BIN)/python -m pytest
+
+# The supply chain (docs/reliability.md): a CycloneDX SBOM in build/sbom.cdx.json and a
+# vulnerability audit (pip-audit) of the packages the gateway runs on; fails on a known
+# vulnerability, and fails loudly when the audit could not be done.
+supply-chain: $(STAMP)
+	PYTHON=$(BIN)/python tools/supply-chain.sh
 
 # The reliability suite's long form (docs/reliability.md): the soak's five minutes, the long
 # load and fault runs; CI can run it nightly. `SOAK_SECONDS=3600 make reliability` for an hour.

@@ -9,6 +9,8 @@ import pytest
 from tests.redis_server import redis_server  # noqa: F401 (a fixture for every test)
 from tests.stackrunner import RunningStack
 
+pytest_plugins = ["tests.logscan"]
+
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[RunningStack]:
