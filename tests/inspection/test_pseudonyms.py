@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+import itertools
+
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.fuzzing import fuzz
 from tests.inspection.test_streaming import chunkings
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.streaming import StreamRestorer
@@ -81,6 +84,7 @@ def test_pseudonymize_then_restore_round_trips(words: list[str]) -> None:
     ).map("".join),
     sizes=st.lists(st.integers(1, 9), max_size=5),
 )  # fmt: skip
+@example("<EMAIL_1\\_EMAIL_1>", [])
 def test_stream_restore_equals_whole_restore(text: str, sizes: list[int]) -> None:
     vault = filled()
     restorer = StreamRestorer(vault)
@@ -96,3 +100,45 @@ def test_stream_restore_releases_plain_text_at_once() -> None:
     assert restorer.feed(" EMAIL_") == " "
     assert restorer.feed("2.") == f"{VALUES[1]}."
     assert restorer.flush() == ""
+
+
+def test_a_candidate_not_issued_hides_nothing() -> None:
+    """``<EMAIL_1\\_X>`` is no surrogate, but the whole word ``EMAIL_1`` in it is one. The
+    whole restore used to skip everything inside the unissued bracket, while a stream (which
+    had released the '<' once it could no longer open an issued surrogate) restored the word."""
+    vault = filled()
+    assert vault.restore("<EMAIL_1\\_X>") == f"<{VALUES[0]}\\_X>"
+    assert vault.restore("<EMAIL_1\\_EMAIL_1>") == f"<{VALUES[0]}\\_EMAIL_1>"
+    assert vault.restore("<EMAIL_9> <email_2>") == f"<EMAIL_9> {VALUES[1]}"
+
+
+def test_stream_holds_a_bracketed_surrogate_as_long_as_its_regex_allows() -> None:
+    """Escapes make a surrogate's inside up to 91 characters long, whatever the vault's
+    longest core: the hold used to look back only twice the longest core, plus 16."""
+    vault = filled()
+    text = "say <EMAIL" + "\\" * 60 + "_1> done"
+    assert vault.restore(text) == f"say {VALUES[0]} done"
+    restorer = StreamRestorer(vault)
+    assert "".join(restorer.feed(c) for c in text) + restorer.flush() == vault.restore(text)
+
+
+_PIECES = ["<", ">", "*", "_", "__", " ", "\t", "\\", "\n", "x", "é", "1", "12", "EMAIL",
+           "email", "PHONE", "SECRET", "_1", "_2", "EMAIL_1", "<EMAIL_1>", "<**PHONE_1**>",
+           "\\_"]  # fmt: skip
+
+
+@fuzz(150)
+@given(
+    text=st.lists(st.sampled_from(_PIECES), max_size=40).map("".join),
+    cuts=st.lists(st.integers(0, 200), max_size=12),
+)
+@example("<EMAIL_1\\_EMAIL_1>", [])
+@example("<EMAIL" + "\\" * 60 + "_1>", [3, 50])
+def test_stream_restore_equals_whole_restore_at_any_split(text: str, cuts: list[int]) -> None:
+    """Streamed restore equals whole restore, the text split at any points (pieces that look
+    like surrogates, their variants, and what breaks them)."""
+    vault = filled()
+    restorer = StreamRestorer(vault)
+    bounds = [0, *sorted(c % (len(text) + 1) for c in cuts), len(text)]
+    out = "".join(restorer.feed(text[a:b]) for a, b in itertools.pairwise(bounds))
+    assert out + restorer.flush() == vault.restore(text)

@@ -30,7 +30,7 @@ from ztgate.core.findings import Finding
 from ztgate.detectors.catalogue import catalogue
 from ztgate.detectors.custom import custom_detectors
 from ztgate.detectors.patterns import HYPERSCAN_AVAILABLE, Detector, check_pattern, python_flags
-from ztgate.inspection.scanner import Scanner
+from ztgate.inspection.scanner import Contained, Scanner
 
 needs_hyperscan = pytest.mark.skipif(not HYPERSCAN_AVAILABLE, reason="no hyperscan wheel here")
 
@@ -73,11 +73,26 @@ def test_findings_overlapping_in_part_are_both_kept() -> None:
     assert spans(scan_both(detectors, text), text) == [("earlier", "abc"), ("later", "bcdefg")]
 
 
-def test_a_finding_wholly_inside_another_is_dropped() -> None:
-    """Its text is the other's part, wherever it starts (an IBAN's digits are no phone)."""
+def test_a_finding_wholly_inside_another_is_no_detection_but_is_kept_for_masking() -> None:
+    """Its text is the other's part, wherever it starts (an IBAN's digits are no phone):
+    ``scan`` leaves it out; ``scan_parts`` keeps it, marked, for masking (where the other
+    finding changes no text, its value must not go out in clear)."""
     detectors = [detector("inner", "cde"), detector("outer", "abcdefg"), detector("tail", "fgh")]
     text = "abcdefgh"
     assert spans(scan_both(detectors, text), text) == [("outer", "abcdefg"), ("tail", "fgh")]
+    parts = [Scanner(detectors, backend=b).scan_parts(text)[0] for b in BACKENDS]  # type: ignore[arg-type]
+    assert all(p == parts[0] for p in parts)
+    assert [(type(f), f.detector) for f in parts[0]] == [
+        (Finding, "outer"),
+        (Contained, "inner"),
+        (Finding, "tail"),
+    ]
+    # A repeat of a span is contained too: one detection stands for it.
+    twice = [detector("first", "cde"), detector("again", "cde")]
+    assert [(type(f), f.detector) for f in Scanner(twice).scan_parts(text)[0]] == [
+        (Finding, "first"),
+        (Contained, "again"),
+    ]
 
 
 def test_ties_go_to_confidence_then_order() -> None:

@@ -13,7 +13,7 @@ stretch left undecoded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ztgate.core.findings import Finding
 from ztgate.detectors.unveil import (
@@ -25,7 +25,7 @@ from ztgate.detectors.unveil import (
     probe,
     rot13,
 )
-from ztgate.inspection.scanner import TextScanner, resolve_overlaps
+from ztgate.inspection.scanner import Contained, TextScanner, detections, mark_contained
 
 DECODE_LIMIT = "smuggling.decode_limit"
 
@@ -33,10 +33,27 @@ DECODE_LIMIT = "smuggling.decode_limit"
 @dataclass(slots=True)
 class Scan:
     """What one text holds: value findings (resolved, as the scanner resolves them) and every
-    guardrail check's findings, disguises included."""
+    guardrail check's findings, disguises included; and, apart, the value findings wholly
+    inside another (``scanner.Contained``): no detections, but masking must see them.
+
+    Built from ``scan_parts`` (contained findings among the values), it sets them apart."""
 
     values: list[Finding] = field(default_factory=list)
     checks: list[Finding] = field(default_factory=list)
+    contained: list[Finding] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if any(isinstance(f, Contained) for f in self.values):
+            self.contained = [
+                *self.contained,
+                *(f for f in self.values if isinstance(f, Contained)),
+            ]
+            self.values = detections(self.values)
+
+    @property
+    def masked_values(self) -> list[Finding]:
+        """The values masking reads: the detections and the contained findings."""
+        return [*self.values, *self.contained] if self.contained else self.values
 
     def __bool__(self) -> bool:
         return bool(self.values or self.checks)
@@ -65,7 +82,9 @@ class DeepScanner:
         budget = _Budget(self.max_decoded)
         extra_values, extra_checks = self._unveil(text, 0, budget)
         if extra_values:
-            result.values = _resolve_values(values, extra_values)
+            resolved = _resolve_values(values, extra_values)
+            result.values = detections(resolved)
+            result.contained = [f for f in resolved if isinstance(f, Contained)]
         if extra_checks:
             seen = {(f.detector, f.start, f.end) for f in checks}
             result.checks = sorted(
@@ -118,8 +137,9 @@ class DeepScanner:
 
 
 def _via(finding: Finding, start: int, end: int, kind: str) -> Finding:
+    """``finding`` mapped to the disguised stretch; one contained stays contained."""
     via = f"{kind}+{finding.via}" if finding.via else kind
-    return Finding(finding.detector, finding.category, finding.label, start, end, via)
+    return replace(finding, start=start, end=end, via=via)
 
 
 def _mapped(findings: list[Finding], back: list[int], kind: str) -> list[Finding]:
@@ -127,7 +147,8 @@ def _mapped(findings: list[Finding], back: list[int], kind: str) -> list[Finding
 
 
 def _resolve_values(values: list[Finding], extra: list[Finding]) -> list[Finding]:
-    """Values found as written win over the same span found again under a disguise; the rest
-    resolve leftmost-longest, as the scanner's own do."""
-    written = {(f.start, f.end) for f in values}
-    return resolve_overlaps([*values, *(f for f in extra if (f.start, f.end) not in written)])
+    """Values found as written win over the same span found again under a disguise (the
+    sort is stable, written ones first); the rest resolve leftmost-longest, as the scanner's
+    own do. What loses is marked contained, not dropped: masking still covers it where
+    the finding that won changes no text."""
+    return mark_contained([*values, *extra])

@@ -252,7 +252,7 @@ class ScanningInspector(PassThroughInspector):
         fixed: dict[str, set[str]] = {}  # path -> detectors policy would mask there
         try:
             for field, found in state.scanned:
-                findings = plan_findings(found.values, found.checks, plan)
+                findings = plan_findings(found.masked_values, found.checks, plan)
                 result = self._mask(field.text, findings, plan, vault)
                 blocked.update(result.blocked)
                 if result.text == field.text:
@@ -265,7 +265,7 @@ class ScanningInspector(PassThroughInspector):
                 count_masked(ctx.masked, result.applied)
                 field.replace(result.text)
             for key, found in state.in_keys:
-                findings = plan_findings(found.values, found.checks, plan)
+                findings = plan_findings(found.masked_values, found.checks, plan)
                 result = self._mask(key, findings, plan, vault)
                 blocked.update(result.blocked)
                 if result.text != key:
@@ -314,7 +314,7 @@ class ScanningInspector(PassThroughInspector):
         found = self._guardrails.deep().scan(text)
         return mask_text(
             text,
-            found.values,
+            found.masked_values,
             _REDACT_ALL,
             hash_key=self._hash_key,
             detectors=self._scanner.detectors,

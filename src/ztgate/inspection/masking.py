@@ -22,7 +22,7 @@ from ztgate.core.findings import Finding
 from ztgate.core.maskplan import STRICTNESS, Action, MaskPlan
 from ztgate.detectors.patterns import Detector, python_flags
 from ztgate.inspection.pseudonyms import PseudonymVault
-from ztgate.inspection.scanner import merge_findings, resolve_overlaps
+from ztgate.inspection.scanner import Contained, mark_contained, merge_findings
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +132,22 @@ def _merged(spans: list[_Masked]) -> list[list[_Masked]]:
     return groups
 
 
+def _uncovered(inner: list[_Masked], spans: list[_Masked]) -> list[_Masked]:
+    """The contained spans no detection's masked span (``spans``, sorted by ``lo``) holds
+    whole: what the detections' replacements would leave in clear."""
+    inner.sort(key=lambda m: m.lo)
+    out: list[_Masked] = []
+    reach = -1  # the furthest end of the detections starting at or before the span
+    i = 0
+    for m in inner:
+        while i < len(spans) and spans[i].lo <= m.lo:
+            reach = max(reach, spans[i].hi)
+            i += 1
+        if m.hi > reach:
+            out.append(m)
+    return out
+
+
 def mask_range(
     text: str,
     start: int,
@@ -155,6 +171,14 @@ def mask_range(
     recorded in ``applied`` with the action taken on it (so a merged one shows both
     detectors); ``report`` findings change nothing and do not merge.
 
+    A contained finding (``scanner.Contained``: wholly inside another, no detection of its
+    own) counts only where no detection that changes text covers it already: then it is
+    masked as its action says, but it never blocks (``block`` redacts it), and it is
+    recorded only if it changed text. So a card number ending a ``token: ...`` value, with the
+    generic detector on ``report`` and cards on ``redact``, is redacted, while a card-like
+    run inside an IBAN never blocks a request for ``payment_card: block``: the IBAN explains
+    its digits (a detection), yet they are not sent in clear where the IBAN is not masked.
+
     The text around the range is context only (word boundaries for re-matching the ``value``
     group); streams mask one released range at a time with it. Offsets in ``applied`` are
     ``offset`` plus positions in ``text``.
@@ -163,13 +187,19 @@ def mask_range(
     applied: list[AppliedFinding] = []
     blocked: list[str] = []
     spans: list[_Masked] = []
+    inner: list[_Masked] = []  # contained findings that would change text
     for finding in sorted(findings, key=lambda f: (f.start, f.start - f.end)):
         action = plan.action_for(finding)
-        if action is None:
+        is_contained = isinstance(finding, Contained)
+        if action is None or (is_contained and action == "report"):
             continue
+        if is_contained and action == "block":
+            action = "redact"  # masked, never a reason to refuse (see above)
         detector = detectors.get(finding.detector)
         lo, hi = _value_span(text, finding, detector)
         lo, hi = max(lo, start), min(hi, end)
+        if hi <= lo and is_contained:
+            continue
         if action == "block" and finding.detector not in blocked:
             blocked.append(finding.detector)
         if action == "report" or hi <= lo:
@@ -179,8 +209,10 @@ def mask_range(
             continue
         confidence = detector.confidence if detector is not None else 0.0
         rank = (STRICTNESS[action], confidence, hi - lo, -lo)
-        spans.append(_Masked(lo, hi, action, finding, rank))
+        (inner if is_contained else spans).append(_Masked(lo, hi, action, finding, rank))
     spans.sort(key=lambda m: m.lo)
+    if inner:
+        spans = sorted([*spans, *_uncovered(inner, spans)], key=lambda m: m.lo)
     parts: list[str] = []
     pos = start
     for group in _merged(spans):
@@ -250,5 +282,5 @@ def plan_findings(values: list[Finding], checks: list[Finding], plan: MaskPlan) 
             reporting.append(check)
         elif action is not None:
             acting.append(check)
-    merged = merge_findings(values, resolve_overlaps(acting), checks_first=True)
-    return merge_findings(merged, resolve_overlaps(reporting), checks_first=False)
+    merged = merge_findings(values, mark_contained(acting), checks_first=True)
+    return merge_findings(merged, mark_contained(reporting), checks_first=False)

@@ -10,6 +10,12 @@ Models alter surrogates, so restoring is tolerant of what they do to them: case 
 found with one fixed regex and then looked up by their normalised core; no issued text is
 ever spliced into a regex, so there is nothing to forget to ``re.escape`` (LLM Guard's bug).
 
+Only what the vault issued counts: a candidate it did not issue is plain text and hides
+nothing inside it (``<EMAIL_1\\_X>`` is no surrogate, but its whole word ``EMAIL_1`` is one).
+So whether a stretch is restored depends only on the vault and on at most one candidate's
+length of text after it, which is what lets a stream hold back a bounded suffix and still
+restore exactly as the whole text would (``pending_prefix``).
+
 Thread-safety: a vault belongs to one request flow (the request that fills it and the
 response that reads it, handled one after the other). It takes no locks; do not share one
 between concurrent requests, and never between identities.
@@ -31,6 +37,9 @@ _BRACKETED = (
 # A surrogate whose brackets were dropped: a whole word only.
 _BARE = r"\b(?P<bare>[A-Za-z][A-Za-z0-9_]{0,80}_[0-9]{1,9})\b"
 _CANDIDATE = re.compile(_BRACKETED + "|" + _BARE)
+# The longest text a bracketed candidate holds between its brackets, and a bare one at all.
+_INSIDE_MAX = 2 + 3 + 81 + 3 + 2
+_BARE_MAX = 81 + 1 + 9
 _EMPHASIS = frozenset(" \t*_")
 
 
@@ -91,35 +100,45 @@ class PseudonymVault:
         if not self._values:
             return text[start:]
         parts: list[str] = []
-        pos = start
-        for match in _CANDIDATE.finditer(text, start):
+        pos = done = start
+        search = _CANDIDATE.search
+        while (match := search(text, pos)) is not None:
             core = match.group("core")
             if core is None:
                 core = match.group("bare")
             value = self._values.get(_normalise(core))
-            if value is not None:
-                parts.append(text[pos : match.start()])
-                parts.append(value if encode is None else encode(value))
-                pos = match.end()
-        parts.append(text[pos:])
+            if value is None:
+                # Not issued: plain text, so an issued surrogate may still start inside it
+                # (a candidate is tried at every position; at most one alternative fits one).
+                pos = match.start() + 1
+                continue
+            parts.append(text[done : match.start()])
+            parts.append(value if encode is None else encode(value))
+            pos = done = match.end()
+        parts.append(text[done:])
         return "".join(parts)
 
     def pending_prefix(self, text: str) -> int:
         """Where the longest suffix of ``text`` that could still grow into a surrogate this
-        vault issued starts (``len(text)`` when none can): what a stream must hold back."""
+        vault issued starts (``len(text)`` when none can): what a stream must hold back.
+
+        Only issued surrogates change text (``restore_from`` passes over the rest), so only
+        two places can be undecided: the last '<' with no '>' after it (a bracketed one ends
+        at the first '>', and cannot hold a '<'), and the trailing word (a bare one is a
+        whole word). Either is held while it could still become an issued surrogate; any
+        text before them restores the same whatever follows."""
         if not self._values:
             return len(text)
         cut = len(text)
-        longest = max(len(k) for k in self._values)
-        # A bracketed surrogate in progress: from the last '<' with no '>' after it.
-        lt = text.rfind("<", max(0, len(text) - 2 * longest - 16))
+        # A bracketed surrogate in progress: the '<' at most one candidate's inside back.
+        lt = text.rfind("<", max(0, len(text) - _INSIDE_MAX - 1))
         if lt >= 0 and ">" not in text[lt:] and self._could_grow(text[lt + 1 :], bracketed=True):
             cut = lt
         # A bare surrogate in progress, or complete but not yet known to end a word.
         run = len(text)
         while run > 0 and _is_word(text[run - 1]):
             run -= 1
-        if run < len(text) and self._could_grow(text[run:], bracketed=False):
+        if 0 < len(text) - run <= _BARE_MAX and self._could_grow(text[run:], bracketed=False):
             cut = min(cut, run)
         return cut
 

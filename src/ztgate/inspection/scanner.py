@@ -21,11 +21,17 @@ The pipeline, and why each step is there:
    for the platform) is that pass; the tests hold the two backends to identical findings.
 4. **Resolution.** Across detectors, leftmost-longest order: the earliest start first, then
    the longer span, then the higher confidence, then the earlier detector. A finding wholly
-   inside one before it is dropped: its text is that one's part (an IBAN's digits are no
-   phone number, a partial key block inside a whole one is the same key). Findings that
-   overlap only in part are both kept: dropping either would leave its part outside the
-   other in clear (a generic ``token: ...`` value cut at its bound, with the tail of an
-   Anthropic key beyond it). Masking (``masking.mask_range``) replaces their union once.
+   inside one before it (a repeat of its span included) is no detection of its own: its
+   text is that one's part (an IBAN's digits are no phone number, a partial key block inside
+   a whole one is the same key). It is kept, marked ``Contained``, for masking alone: when
+   the finding around it changes no text (policy only reports it, or says nothing of it)
+   while its own action would (a card number ending a ``token: ...`` value, the generic
+   detector on ``report``), dropping it would send its value in clear. ``scan`` leaves contained
+   findings out; ``scan_parts`` returns them among the values, for masking (``deep.Scan``
+   sets them apart again). Findings that overlap only in part are both kept as detections:
+   dropping either would leave its part outside the other in clear (a generic ``token: ...``
+   value cut at its bound, with the tail of an Anthropic key beyond it). Masking
+   (``masking.mask_range``) replaces their union once.
 
 Offsets are character offsets into the ``str``. Hyperscan scans a one-byte-per-character
 image of the text (code points up to U+00FF as Latin-1, the rest as ``\\x80``), so its byte
@@ -38,8 +44,8 @@ from __future__ import annotations
 import codecs
 import re
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
@@ -177,30 +183,57 @@ def _confirm(
             pos = start + 1
 
 
+@dataclass(frozen=True, slots=True)
+class Contained(Finding):
+    """A finding wholly inside an earlier one (or repeating its span): not a detection of its
+    own (no policy condition, audit record or ``block`` sees it), only a span masking must
+    still cover where the finding around it changes no text (``masking.mask_range``)."""
+
+
+def contained(finding: Finding) -> Contained:
+    """``finding`` marked as contained (itself if it is already)."""
+    if isinstance(finding, Contained):
+        return finding
+    f = finding
+    return Contained(f.detector, f.category, f.label, f.start, f.end, f.via)
+
+
+def detections(findings: Iterable[Finding]) -> list[Finding]:
+    """``findings`` without the contained ones: what detection-level decisions read."""
+    return [f for f in findings if not isinstance(f, Contained)]
+
+
 def _resolve(candidates: list[_Candidate]) -> list[Finding]:
-    """Leftmost-longest findings, without those wholly inside an earlier one; findings that
-    overlap in part are all kept (see the module docstring, step 4)."""
+    """Leftmost-longest findings, those wholly inside an earlier one marked ``Contained``;
+    findings that overlap in part are all detections (see the module docstring, step 4)."""
     candidates.sort()
     findings: list[Finding] = []
     edge = 0
     for start, _length, _confidence, _order, end, c in candidates:
+        d = c.detector
         if end > edge:
-            d = c.detector
             findings.append(Finding(d.id, d.category, d.label, start, end))
             edge = end
+        else:
+            findings.append(Contained(d.id, d.category, d.label, start, end))
     return findings
 
 
-def resolve_overlaps(findings: list[Finding]) -> list[Finding]:
-    """``findings`` in leftmost-longest order, without those wholly inside an earlier one (a
-    repeat of a span included). Findings that overlap in part are all kept: dropping one would
-    leave its part outside the other in clear; masking merges them (``masking.mask_range``)."""
+def mark_contained(findings: Iterable[Finding]) -> list[Finding]:
+    """``findings`` in leftmost-longest order, each one wholly inside an earlier detection (a
+    repeat of a span included) marked ``Contained``; one marked already stays so, and of
+    equal spans a detection comes first. Findings that overlap in part all stay detections:
+    dropping one would leave its part outside the other in clear; masking merges them
+    (``masking.mask_range``)."""
     out: list[Finding] = []
     edge = 0
-    for f in sorted(findings, key=lambda f: (f.start, f.start - f.end)):
-        if f.end > edge:
+    order = sorted(findings, key=lambda f: (f.start, f.start - f.end, isinstance(f, Contained)))
+    for f in order:
+        if f.end > edge and not isinstance(f, Contained):
             out.append(f)
             edge = f.end
+        else:
+            out.append(contained(f))
     return out
 
 
@@ -208,7 +241,7 @@ def merge_findings(
     values: list[Finding], checks: list[Finding], *, checks_first: bool
 ) -> list[Finding]:
     """One list, in leftmost-longest order, from value findings and check findings (findings
-    may overlap: masking merges what overlaps).
+    may overlap: masking merges what overlaps; contained ones stay marked).
 
     With ``checks_first`` a check's finding takes in every value finding it touches (its span
     grows to cover them whole, so no part of a value escapes what replaces the check's span,
@@ -220,14 +253,14 @@ def merge_findings(
         return checks
     if not checks_first:
         kept = [c for c in checks if not any(v.start < c.end and c.start < v.end for v in values)]
-        return resolve_overlaps([*values, *kept])
+        return mark_contained([*values, *kept])
     merged: list[Finding] = []
     for check in checks:
         start, end = check.start, check.end
         for v in values:
             if v.start < end and start < v.end:
                 start, end = min(start, v.start), max(end, v.end)
-        merged.append(Finding(check.detector, check.category, check.label, start, end, check.via))
+        merged.append(replace(check, start=start, end=end))
     rest = [v for v in values if not any(v.start < m.end and m.start < v.end for m in merged)]
     # Nothing more is dropped: a check inside another may be the one that blocks.
     return sorted([*merged, *rest], key=lambda f: (f.start, f.start - f.end))
@@ -284,16 +317,15 @@ class Scanner:
                 raise ValueError(f"Hyperscan cannot compile the detectors: {exc}") from None
 
     def scan(self, text: str) -> list[Finding]:
-        """Validated findings in leftmost-longest order, none wholly inside another; findings
-        of different detectors may overlap in part (masking merges them). A guardrail check's
-        finding never hides a value: a check that overlaps one is left out."""
-        values, checks = self.scan_parts(text)
-        if not checks:
-            return values
-        return merge_findings(values, resolve_overlaps(checks), checks_first=False)
+        """Validated detections in leftmost-longest order, none wholly inside another;
+        findings of different detectors may overlap in part (masking merges them). A
+        guardrail check's finding never hides a value: a check that overlaps one is left out.
+        Masking reads ``scan_parts``, which keeps the contained findings too."""
+        return _detected(*self.scan_parts(text))
 
     def scan_parts(self, text: str) -> tuple[list[Finding], list[Finding]]:
-        """Value findings (PII, secrets, custom: resolved as ``scan`` does) and every guardrail
+        """Value findings (PII, secrets, custom: resolved as ``scan`` does, those wholly
+        inside another kept and marked ``Contained``, for masking) and every guardrail
         check's findings (each check's own non-overlapping matches; checks may overlap each
         other and values, since each is evidence of its own)."""
         if not text or not self._compiled:
@@ -353,6 +385,13 @@ class Scanner:
             _confirm(c, text, max(0, first - back), stop, last - shortest, candidates)
 
 
+def _detected(values: list[Finding], checks: list[Finding]) -> list[Finding]:
+    """What ``scan`` returns of what ``scan_parts`` found."""
+    if not checks:
+        return detections(values)
+    return detections(merge_findings(values, mark_contained(checks), checks_first=False))
+
+
 class TextScanner(Protocol):
     """What masking, streams and the guardrails need of a scanner."""
 
@@ -386,10 +425,7 @@ class LayeredScanner:
         self.min_match_length = min(lengths) if lengths else 0
 
     def scan(self, text: str) -> list[Finding]:
-        values, checks = self.scan_parts(text)
-        if not checks:
-            return values
-        return merge_findings(values, resolve_overlaps(checks), checks_first=False)
+        return _detected(*self.scan_parts(text))
 
     def scan_parts(self, text: str) -> tuple[list[Finding], list[Finding]]:
         values, checks = self.base.scan_parts(text)

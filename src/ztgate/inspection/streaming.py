@@ -18,7 +18,8 @@ Why it holds. Text is released only up to a cut before which every match is sett
 
 A finding that straddles the cut moves the cut back to its start, so none is cut in two;
 findings that overlap are masked as their union, so a union that straddles it moves the cut
-back to the union's start. The
+back to the union's start (a contained finding lies inside its container's union, so it
+is released with it, masked where the container is not). The
 scan also sees released text as context (findings there are ignored), so ``\\b`` at the cut
 reads the text as the whole-text scan does. In prose the first token waits at most H
 characters; only an unfinished long token or key block holds more.
@@ -30,6 +31,7 @@ pseudonyms, holding back only a suffix that could still grow into one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 
 from ztgate.core.findings import Finding
@@ -40,7 +42,7 @@ from ztgate.detectors.patterns import (
 )
 from ztgate.inspection.masking import AppliedFinding, mask_range, plan_findings
 from ztgate.inspection.pseudonyms import PseudonymVault
-from ztgate.inspection.scanner import TextScanner
+from ztgate.inspection.scanner import Contained, TextScanner
 
 DEFAULT_HOLDBACK = 128
 RELEASE_STEP = 64  # characters released at a time once a block's first text is out
@@ -136,7 +138,10 @@ class StreamMasker:
             text = self._buffer.lower() if anchor.fold else self._buffer
             at = text.find(anchor.text, max(self._released, end - anchor.reach))
             while 0 <= at < limit:
-                if not any(f.start <= at < f.end <= settled_by for f in findings):
+                if not any(
+                    f.start <= at < f.end <= settled_by and not isinstance(f, Contained)
+                    for f in findings
+                ):
                     limit = at
                     break
                 at = text.find(anchor.text, at + 1)
@@ -207,9 +212,8 @@ def _unions(findings: list[Finding]) -> list[list[Finding]]:
 
 
 def _clipped(f: Finding, released: int) -> Finding:
-    if f.start < released:
-        return Finding(f.detector, f.category, f.label, released, f.end, f.via)
-    return f
+    """``f`` cut to the pending text (a contained one stays contained)."""
+    return replace(f, start=released) if f.start < released else f
 
 
 class StreamRestorer:
