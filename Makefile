@@ -67,7 +67,7 @@ supply-chain: $(STAMP)
 # The reliability suite's long form (docs/reliability.md): the soak's five minutes, the long
 # load and fault runs; CI can run it nightly. `SOAK_SECONDS=3600 make reliability` for an hour.
 reliability: setup
-	$(BIN)/python -m pytest -m long tests/reliability
+	$(BIN)/python -m pytest -m long tests
 
 bench: $(STAMP)
 	bench/run.sh

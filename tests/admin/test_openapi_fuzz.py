@@ -84,7 +84,7 @@ def admin_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AdminG
 
 
 @schema.parametrize()
-@settings(max_examples=examples(25), deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 def test_the_admin_api_keeps_to_its_document(
     case: Case[Any], admin_api: tuple[AdminGateway, str]
 ) -> None:
@@ -130,7 +130,7 @@ _VALUES = st.text(
 ) | st.text(max_size=12)
 
 
-@settings(max_examples=examples(150), deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     case=st.sampled_from(sorted(_GET_FILTERS)).flatmap(
         lambda path: st.tuples(

@@ -247,4 +247,4 @@ def test_soak(stack: RunningStack, tmp_path: Path) -> None:
 
 
 def test_soak_smoke(stack: RunningStack, tmp_path: Path) -> None:
-    soak(stack, tmp_path, 12.0, interval=0.5, bounds=SMOKE_BOUNDS)
+    soak(stack, tmp_path, 8.0, interval=0.5, bounds=SMOKE_BOUNDS)
