@@ -51,7 +51,12 @@ def _load(url: str, token: str, answered: list[str], stop: threading.Event) -> N
 
 
 @pytest.mark.parametrize(
-    ("backend", "durability"), [("sqlite", "fsync"), ("sqlite", "process"), ("postgres", "process")]
+    ("backend", "durability"),
+    [
+        ("sqlite", "fsync"),
+        pytest.param("sqlite", "process", marks=pytest.mark.long),  # in make reliability
+        ("postgres", "process"),
+    ],
 )
 def test_sigkill_under_load_leaves_a_verifiable_chain_with_every_answered_request(
     processes: tuple[GatewayProcesses, RunningStack], tmp_path: Path, backend: str, durability: str

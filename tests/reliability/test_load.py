@@ -231,7 +231,8 @@ def one_replica(
 def test_one_replica_under_mixed_traffic_and_300_long_streams(
     stack: RunningStack, tmp_path: Path
 ) -> None:
-    one_replica(stack, tmp_path, streams=300, seconds=8, long_chars=None)
+    # Streams of about 5 s (35 characters an event), so a round lasts about 6 s
+    one_replica(stack, tmp_path, streams=300, seconds=5, long_chars=35)
 
 
 @pytest.mark.long
