@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 from ztgate.core.findings import Finding
 from ztgate.core.maskplan import STRICTNESS, Action, MaskPlan
@@ -117,18 +118,23 @@ class _Masked:
     rank: tuple[int, float, int, int]
 
 
-def _merged(spans: list[_Masked]) -> list[list[_Masked]]:
-    """Spans (sorted by ``lo``) in groups whose unions do not overlap: every character any of
-    them covers is in exactly one group. Adjacent spans stay apart (nothing lies between)."""
-    groups: list[list[_Masked]] = []
+_T = TypeVar("_T")
+
+
+def overlap_groups(items: Iterable[_T], span: Callable[[_T], tuple[int, int]]) -> list[list[_T]]:
+    """Items (sorted by start) in groups whose unions do not overlap: every character any of
+    them covers is in exactly one group. Adjacent spans stay apart (nothing lies between).
+    Masking merges each group under one placeholder; the stream cuts only between groups."""
+    groups: list[list[_T]] = []
     edge = -1
-    for span in spans:
-        if groups and span.lo < edge:
-            groups[-1].append(span)
-            edge = max(edge, span.hi)
+    for item in items:
+        lo, hi = span(item)
+        if groups and lo < edge:
+            groups[-1].append(item)
+            edge = max(edge, hi)
         else:
-            groups.append([span])
-            edge = span.hi
+            groups.append([item])
+            edge = hi
     return groups
 
 
@@ -215,7 +221,7 @@ def mask_range(
         spans = sorted([*spans, *_uncovered(inner, spans)], key=lambda m: m.lo)
     parts: list[str] = []
     pos = start
-    for group in _merged(spans):
+    for group in overlap_groups(spans, lambda s: (s.lo, s.hi)):
         lo, hi = group[0].lo, max(m.hi for m in group)
         if len(group) == 1:
             action = group[0].action

@@ -40,7 +40,7 @@ from ztgate.detectors.holdback import StreamBounds, bounds
 from ztgate.detectors.patterns import (
     STREAM_BREAKS,
 )
-from ztgate.inspection.masking import AppliedFinding, mask_range, plan_findings
+from ztgate.inspection.masking import AppliedFinding, mask_range, overlap_groups, plan_findings
 from ztgate.inspection.pseudonyms import PseudonymVault
 from ztgate.inspection.scanner import Contained, TextScanner
 
@@ -186,7 +186,7 @@ def _final_findings(
     cut = limit
     ready: list[Finding] = []
     pending = sorted((f for f in findings if f.end > released), key=lambda f: (f.start, -f.end))
-    for union in _unions(pending):
+    for union in overlap_groups(pending, lambda f: (f.start, f.end)):
         start, end = union[0].start, max(f.end for f in union)
         if start >= cut:
             break
@@ -195,20 +195,6 @@ def _final_findings(
             break
         ready.extend(_clipped(f, released) for f in union)
     return cut, ready
-
-
-def _unions(findings: list[Finding]) -> list[list[Finding]]:
-    """Findings (sorted by start) in groups of overlapping ones, as masking merges them."""
-    groups: list[list[Finding]] = []
-    edge = -1
-    for f in findings:
-        if groups and f.start < edge:
-            groups[-1].append(f)
-            edge = max(edge, f.end)
-        else:
-            groups.append([f])
-            edge = f.end
-    return groups
 
 
 def _clipped(f: Finding, released: int) -> Finding:
